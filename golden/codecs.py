@@ -1,0 +1,137 @@
+"""Bit-exact codecs: decode codes to float64, round float64 to any :class:`FloatFormat`.
+
+Rounding is round-to-nearest-even done once, from the float64 value (no double rounding through
+float32, unlike torch's and ml_dtypes' float64 casts). ``overflow`` picks what happens past the
+largest finite value:
+
+``"ieee"``      round to nearest; results beyond max become inf (formats with inf) or NaN (fn, fnuz).
+``"saturate"``  finite overflow and +-inf clamp to +-max; NaN stays NaN (torch's e4m3fn cast).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+
+from .formats import FloatFormat, get_format
+
+__all__ = [
+    "round_to_format",
+    "encode",
+    "decode",
+    "decode_table",
+    "code_dtype",
+    "OVERFLOW_MODES",
+]
+
+OVERFLOW_MODES = ("ieee", "saturate")
+
+
+def code_dtype(fmt: FloatFormat | str) -> np.dtype:
+    """Unsigned integer dtype that holds one code of ``fmt``."""
+    return np.dtype({8: np.uint8, 16: np.uint16, 32: np.uint32}[get_format(fmt).storage_bits])
+
+
+def _check_overflow(overflow: str) -> None:
+    if overflow not in OVERFLOW_MODES:
+        raise ValueError(f"overflow={overflow!r} is not one of {OVERFLOW_MODES}")
+
+
+def round_to_format(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.ndarray:
+    """Round float64 ``x`` to the nearest value of ``fmt`` (ties to even), returned as float64.
+
+    Exact: the quantum of each element is a power of two, so scaling by it is exact and
+    ``np.rint`` (IEEE round-half-even) does the only rounding.
+    """
+    fmt = get_format(fmt)
+    _check_overflow(overflow)
+    x = np.asarray(x, dtype=np.float64)
+    _, e = np.frexp(x)  # |x| = m * 2**e, m in [0.5, 1)
+    q = np.maximum(e - 1, fmt.emin) - fmt.man_bits  # quantum (ulp) exponent of each element
+    with np.errstate(invalid="ignore", over="ignore"):
+        r = np.ldexp(np.rint(np.ldexp(x, -q)), q)
+        over = np.abs(r) > fmt.max  # also true for +-inf inputs, false for NaN
+    if over.any():
+        if overflow == "saturate":
+            r[over] = np.copysign(fmt.max, x[over])
+        elif fmt.has_inf:
+            r[over] = np.copysign(np.inf, x[over])
+        else:
+            r[over] = np.nan
+    if not fmt.has_neg_zero:
+        r[r == 0] = 0.0  # fnuz formats have no -0: a negative value that rounds to 0 is +0
+    return r
+
+
+@lru_cache(maxsize=None)
+def decode_table(fmt_name: str) -> np.ndarray:
+    """float64 value of every code of a format of at most 16 bits (read-only)."""
+    fmt = get_format(fmt_name)
+    if fmt.storage_bits > 16:
+        raise ValueError(f"decode_table is for formats of at most 16 bits, not {fmt.name}")
+    codes = np.arange(1 << fmt.storage_bits, dtype=np.int64)
+    sign = np.where(codes >> (fmt.storage_bits - 1) & 1, -1.0, 1.0)
+    biased = (codes >> fmt.man_bits) & ((1 << fmt.exp_bits) - 1)
+    frac = codes & ((1 << fmt.man_bits) - 1)
+    mant = np.where(biased == 0, frac, frac + (1 << fmt.man_bits)).astype(np.float64)
+    exp = np.maximum(biased, 1) - fmt.bias - fmt.man_bits
+    vals = sign * np.ldexp(mant, exp)
+    top = (1 << fmt.exp_bits) - 1
+    if fmt.special == "ieee":
+        vals[(biased == top) & (frac == 0)] = sign[(biased == top) & (frac == 0)] * np.inf
+        vals[(biased == top) & (frac != 0)] = np.nan
+    elif fmt.special == "fn":
+        vals[(biased == top) & (frac == (1 << fmt.man_bits) - 1)] = np.nan
+    else:  # fnuz: the negative-zero code is the NaN
+        vals[1 << (fmt.storage_bits - 1)] = np.nan
+    vals.flags.writeable = False
+    return vals
+
+
+def decode(codes, fmt: FloatFormat | str) -> np.ndarray:
+    """float64 values of integer ``codes`` of ``fmt`` (any shape)."""
+    fmt = get_format(fmt)
+    codes = np.asarray(codes)
+    if fmt.storage_bits == 32:
+        return codes.astype(np.uint32).view(np.float32).astype(np.float64)
+    if codes.dtype.kind not in "ui":
+        raise TypeError(f"decode expects integer codes of {fmt.name}, got dtype {codes.dtype}")
+    return decode_table(fmt.name)[codes.astype(np.intp, copy=False)]
+
+
+def encode(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.ndarray:
+    """Codes of ``x`` (float64, or anything NumPy turns into it) rounded to ``fmt``.
+
+    NaN becomes :attr:`FloatFormat.nan_code`; the sign of zero is kept where the format has -0.
+    """
+    fmt = get_format(fmt)
+    r = round_to_format(x, fmt, overflow)
+    if fmt.storage_bits == 32:
+        return r.astype(np.float32).view(np.uint32)
+    if fmt.name == "fp16":
+        return r.astype(np.float16).view(np.uint16)  # r is representable: the cast is exact
+    if fmt.name == "bf16":
+        return (r.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    return _encode_small(r, fmt)
+
+
+def _encode_small(r: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """Codes of already-rounded float64 values of a narrow (8-bit) format."""
+    nan = np.isnan(r)
+    inf = np.isinf(r)
+    a = np.where(nan | inf, 0.0, np.abs(r))
+    _, e = np.frexp(a)
+    normal = a >= fmt.min_normal
+    biased = np.where(normal, e - 1 + fmt.bias, 0)
+    q = np.where(normal, e - 1, fmt.emin) - fmt.man_bits
+    mant = np.ldexp(a, -q).astype(np.int64)
+    frac = np.where(normal, mant - (1 << fmt.man_bits), mant)
+    code = (biased << fmt.man_bits) | frac
+    sign = np.signbit(r) & ~nan
+    code = code | (sign.astype(np.int64) << (fmt.storage_bits - 1))
+    if inf.any():
+        top = ((1 << fmt.exp_bits) - 1) << fmt.man_bits
+        code[inf] = top | (np.signbit(r[inf]).astype(np.int64) << (fmt.storage_bits - 1))
+    code[nan] = fmt.nan_code
+    return code.astype(code_dtype(fmt))
