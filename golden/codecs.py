@@ -50,7 +50,7 @@ def round_to_format(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.nda
     _, e = np.frexp(x)  # |x| = m * 2**e, m in [0.5, 1)
     q = np.maximum(e - 1, fmt.emin) - fmt.man_bits  # quantum (ulp) exponent of each element
     with np.errstate(invalid="ignore", over="ignore"):
-        r = np.ldexp(np.rint(np.ldexp(x, -q)), q)
+        r = np.asarray(np.ldexp(np.rint(np.ldexp(x, -q)), q))
         over = np.abs(r) > fmt.max  # also true for +-inf inputs, false for NaN
     if over.any():
         if overflow == "saturate":
@@ -113,7 +113,7 @@ def encode(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.ndarray:
         return r.astype(np.float16).view(np.uint16)  # r is representable: the cast is exact
     if fmt.name == "bf16":
         return (r.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
-    return _encode_small(r, fmt)
+    return _encode_small(np.atleast_1d(r), fmt).reshape(r.shape)
 
 
 def _encode_small(r: np.ndarray, fmt: FloatFormat) -> np.ndarray:

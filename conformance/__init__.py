@@ -1,0 +1,1 @@
+"""The judge and the recorder: case matrix, pytest tests, verdicts and reports."""

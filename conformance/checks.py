@@ -1,0 +1,137 @@
+"""The judge: compare a kernel's output with the reference and the declared profile's bound.
+
+A case passes when (1) the output has shape [M, N], (2) NaN appears exactly where Y* is NaN,
+(3) every element is within its bound (``golden.bounds.element_bound``; zero for an exact
+profile) with infinities compared as the overflow threshold, and (4) TOSA's variance and
+signed-bias statistics hold over all outputs.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from golden.bounds import AccumProfile, element_bound, extended, statistics, ulp
+from golden.cases import CaseData
+
+__all__ = ["Verdict", "judge", "rerun_command"]
+
+
+@dataclass
+class Verdict:
+    """Outcome of one case: pass/fail, the failed checks, metrics, and the worst element."""
+
+    passed: bool
+    failures: list[str] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    worst: dict | None = None
+
+    def message(self, case_id: str, rerun: str) -> str:
+        lines = [f"case {case_id} FAILED: " + "; ".join(self.failures)]
+        if self.worst:
+            w = self.worst
+            lines.append(
+                f"  worst element [{w['m']},{w['n']}]: got {w['got']!r}, expected {w['expected']!r}, "
+                f"bound {w['bound']:.6g}, |error| {w['error']:.6g} = {w['ulps']:.4g} output ulps"
+            )
+        m = self.metrics
+        lines.append(
+            "  metrics: " + ", ".join(f"{k}={_fmt(v)}" for k, v in m.items() if v is not None)
+        )
+        lines.append(f"  rerun: {rerun}")
+        return "\n".join(lines)
+
+
+def _fmt(v):
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def rerun_command(case_id: str, backend: str, device: str, seed: int) -> str:
+    """One shell line that reruns just this case."""
+    return (f"pytest conformance --backend={backend} --device={device} --seed={seed} "
+            f"--case={shlex.quote(case_id)}")
+
+
+def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
+    """Compare ``got`` (float64 values) with ``data.expected`` under ``profile``."""
+    c = data.case
+    exp = data.expected
+    got = np.asarray(got, np.float64)
+    if got.shape != exp.shape:
+        return Verdict(False, [f"output shape {got.shape} != expected {exp.shape} (M, N)"])
+    if exp.size == 0:
+        return Verdict(True, metrics={"elements": 0})
+
+    failures = []
+    nan_e, nan_g = np.isnan(exp), np.isnan(got)
+    if (nan_e & ~nan_g).any():
+        failures.append(f"{int((nan_e & ~nan_g).sum())} elements should be NaN and are not")
+    if (nan_g & ~nan_e).any():
+        failures.append(f"{int((nan_g & ~nan_e).sum())} elements are NaN where Y* is finite")
+
+    both = ~nan_e & ~nan_g
+    exp_x = extended(exp, c.out)
+    got_x = extended(got, c.out)
+    bias = None if data.bias is None else data.bias.reshape(1, -1)
+    bound = element_bound(exp, data.absdot, data.scale_mag, bias, c.K, c.out, profile)
+    err = np.where(both, np.abs(got_x - exp_x), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        use = np.where(err == 0, 0.0, err / bound)
+    over = both & (err > bound)
+    if over.any():
+        failures.append(f"{int(over.sum())} of {exp.size} elements exceed the {profile.name} bound")
+
+    stats = statistics(np.where(both, got_x - exp_x, np.nan), bound)
+    if stats["count"] >= 16 and not profile.exact:
+        if not stats["variance_ok"]:
+            failures.append(f"variance check: sum z^2 = {stats['sum_z2']:.4g} > 0.4 T = "
+                            f"{0.4 * stats['count']:.4g}")
+        if not stats["bias_ok"]:
+            failures.append(f"signed-bias check: |sum z| = {abs(stats['sum_z']):.4g} > 2 sqrt(T) = "
+                            f"{2 * math.sqrt(stats['count']):.4g}")
+
+    ulps = err / ulp(np.where(both, exp_x, 0.0), c.out)
+    equal = (got == exp) | (nan_e & nan_g)
+    metrics = {
+        "elements": int(exp.size),
+        "max_abs_err": float(err.max()),
+        "max_ulps": float(ulps.max()),
+        "bound_use": float(use.max()),
+        "frac_exact": float(equal.mean()),
+        "rms_z": math.sqrt(stats["sum_z2"] / stats["count"]) if stats["count"] else 0.0,
+        "mean_z": stats["sum_z"] / stats["count"] if stats["count"] else 0.0,
+        "sqnr_db": _sqnr(data, got),
+    }
+    worst = None
+    if both.any():
+        key = np.where(both, np.where(np.isinf(use), np.inf, use), -1.0)
+        if not over.any() and not (key > 0).any():
+            key = np.where(both, err, -1.0)
+        mi, ni = np.unravel_index(int(np.argmax(key)), exp.shape)
+        worst = {"m": int(mi), "n": int(ni), "got": float(got[mi, ni]),
+                 "expected": float(exp[mi, ni]), "bound": float(bound[mi, ni]),
+                 "error": float(err[mi, ni]), "ulps": float(ulps[mi, ni])}
+    if failures and worst is None:
+        mi, ni = np.unravel_index(int(np.argmax(nan_e ^ nan_g)), exp.shape)
+        worst = {"m": int(mi), "n": int(ni), "got": float(got[mi, ni]),
+                 "expected": float(exp[mi, ni]), "bound": 0.0, "error": math.nan,
+                 "ulps": math.nan}
+    return Verdict(not failures, failures, metrics, worst)
+
+
+def _sqnr(data: CaseData, got: np.ndarray) -> float | None:
+    """SQNR (dB) of the kernel output against the unquantized float64 product (layer cases)."""
+    ref = data.unquantized
+    if ref is None:
+        return None
+    ok = np.isfinite(ref) & np.isfinite(got)
+    if not ok.any():
+        return None
+    noise = float(np.sum((got[ok] - ref[ok]) ** 2))
+    signal = float(np.sum(ref[ok] ** 2))
+    if noise == 0:
+        return math.inf
+    return 10 * math.log10(signal / noise) if signal > 0 else -math.inf

@@ -1,0 +1,45 @@
+"""Root conftest: wires the conformance suite into pytest (options, fixtures, xdist).
+
+Hooks live in ``conformance/plugin.py``; this file only registers them.
+"""
+
+import pytest
+
+from conformance import plugin
+
+
+def pytest_addoption(parser):
+    """Add the suite's options (--backend, --device, --grid, --seed, --case)."""
+    plugin.addoption(parser)
+
+
+def pytest_configure(config):
+    """Validate options and register the skip-reason summary."""
+    plugin.configure(config)
+    config.pluginmanager.register(plugin.SkipTally(), "fp8-skip-tally")
+
+
+def pytest_report_header(config):
+    """Name the backend, device, grid, seed and accumulation profile in the header."""
+    return plugin.report_header(config)
+
+
+def pytest_generate_tests(metafunc):
+    """Parametrize ``case`` over the selected grid."""
+    plugin.generate_tests(metafunc)
+
+
+@pytest.fixture(scope="session")
+def adapter(pytestconfig):
+    """The kernel adapter under test."""
+    return pytestconfig._fp8_adapter
+
+
+@pytest.fixture(scope="session")
+def device(pytestconfig):
+    return pytestconfig.option.device
+
+
+@pytest.fixture(scope="session")
+def seed(pytestconfig):
+    return pytestconfig.option.seed

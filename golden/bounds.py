@@ -1,0 +1,159 @@
+"""Per-element error bounds from a declared accumulation profile, and the two statistical checks.
+
+A kernel output ``Y`` passes element-wise when (DESIGN §4)::
+
+    |Y - Y*| <= ulp_out(Y*) + |sa sb| * sum_k |A||B| * eps_acc(K) + |bias| * u_epi
+
+``Y*`` is the correctly rounded exact result. The first term covers the kernel's own output
+rounding; ``eps_acc`` is what the profile's accumulator may lose over K terms (including the
+fp32 epilogue that applies the scales); ``u_epi`` covers the bias add. Infinities compare as
+the overflow threshold (so a value just past it may come out inf or max, as rounding allows);
+NaN must match NaN exactly.
+
+Over all T outputs of a case, with ``z = (Y - Y*) / bound`` (TOSA's dot-product statistics):
+``sum(z**2) <= 0.4 T`` (variance) and ``|sum(z)| <= 2 sqrt(T)`` (signed bias).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from .formats import FloatFormat, get_format
+
+__all__ = [
+    "AccumProfile",
+    "PROFILES",
+    "get_profile",
+    "element_bound",
+    "extended",
+    "ulp",
+    "statistics",
+]
+
+
+@dataclass(frozen=True)
+class AccumProfile:
+    """How a kernel accumulates a dot product, as far as its error goes.
+
+    ``frac_bits``: fraction bits kept by the inner accumulator (23 for fp32).
+    ``block``: number of products summed at that precision before the partial sum is added
+    to an outer accumulator of ``outer_frac_bits``; None means the whole K at ``frac_bits``.
+    ``truncates``: the inner accumulator rounds toward zero (error up to 1 ulp, not 1/2).
+    ``exact``: the kernel claims correctly rounded output of the exact value (bound 0).
+    """
+
+    name: str
+    frac_bits: int = 23
+    block: int | None = None
+    outer_frac_bits: int = 23
+    truncates: bool = False
+    exact: bool = False
+
+    def eps_acc(self, k: int) -> float:
+        """Worst relative loss (against ``sum |a b|``) of summing ``k`` products, plus epilogue."""
+        if self.exact:
+            return 0.0
+        u_in = 2.0 ** -(self.frac_bits + (0 if self.truncates else 1))
+        u_out = 2.0 ** -(self.outer_frac_bits + 1)
+        if self.block is None:
+            inner = max(k - 1, 0) * u_in
+            outer = 0.0
+        else:
+            inner = max(min(k, self.block) - 1, 0) * u_in
+            outer = max(math.ceil(k / self.block) - 1, 0) * u_out * (1 + inner)
+        return inner + outer + 3 * u_out  # +2 scale products, +1 fp32 epilogue slack
+
+    @property
+    def u_epi(self) -> float:
+        """Relative error of the epilogue's bias add."""
+        return 0.0 if self.exact else 2.0 ** -(self.outer_frac_bits + 1)
+
+    def describe(self) -> str:
+        if self.exact:
+            return f"{self.name}: exact accumulation, correctly rounded output"
+        blk = "whole K" if self.block is None else f"blocks of {self.block}"
+        rnd = "truncating" if self.truncates else "nearest"
+        return (
+            f"{self.name}: {self.frac_bits} fraction bits ({rnd}) over {blk}, "
+            f"fp{self.outer_frac_bits + 9} outer accumulation"
+        )
+
+
+PROFILES: dict[str, AccumProfile] = {
+    p.name: p
+    for p in (
+        AccumProfile("exact", exact=True),
+        AccumProfile("fp32"),
+        AccumProfile("fp16", frac_bits=10),
+        # Filled in from measurement (see README "Accumulation profiles"): cuBLASLt FP8 keeps
+        # about 13 fraction bits inside blocks of products, fp32 across blocks.
+        AccumProfile("fp32-blk13", frac_bits=13, block=128, truncates=True),
+        AccumProfile("fast13", frac_bits=13, truncates=True),
+    )
+}
+
+
+def get_profile(name: str) -> AccumProfile:
+    """Look a profile up by name; an unknown name lists the known ones."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown accumulation profile {name!r}; known: {', '.join(PROFILES)}"
+        ) from None
+
+
+def ulp(x, fmt: FloatFormat | str) -> np.ndarray:
+    """Spacing of ``fmt`` values just above ``|x|`` (finite x; subnormal spacing at the bottom)."""
+    fmt = get_format(fmt)
+    _, e = np.frexp(np.abs(np.asarray(x, np.float64)))
+    return np.ldexp(1.0, np.maximum(e - 1, fmt.emin) - fmt.man_bits)
+
+
+def extended(y, fmt: FloatFormat | str) -> np.ndarray:
+    """``y`` with +-inf replaced by the signed overflow threshold of ``fmt`` (max + ulp/2)."""
+    fmt = get_format(fmt)
+    y = np.asarray(y, np.float64)
+    thr = fmt.max + float(ulp(fmt.max, fmt)) / 2
+    return np.where(np.isinf(y), np.copysign(thr, y), y)
+
+
+def element_bound(expected, absdot, scale, bias, k: int, out_fmt, profile: AccumProfile):
+    """Allowed ``|Y - Y*|`` per element.
+
+    ``expected`` is Y*, ``absdot`` is ``sum_k |A||B|`` (float64, an upper bound), ``scale`` is
+    ``|sa sb|`` broadcastable to the output, ``bias`` the bias values or None.
+    """
+    out = get_format(out_fmt)
+    if profile.exact:
+        return np.zeros(np.shape(expected))
+    ye = np.abs(extended(expected, out))
+    acc = np.abs(scale) * absdot * profile.eps_acc(k)
+    if bias is not None:
+        acc = acc + np.abs(bias) * profile.u_epi
+    u0 = ulp(ye, out)
+    # Y* is within u0/2 of the exact value, the kernel's pre-rounding value within acc of it,
+    # and the kernel's own rounding adds half an ulp at that (possibly larger) magnitude.
+    return u0 / 2 + acc + ulp(ye + u0 / 2 + acc, out) / 2
+
+
+def statistics(err: np.ndarray, bound: np.ndarray) -> dict:
+    """TOSA-style variance and signed-bias statistics of ``err / bound`` over finite elements.
+
+    Elements with a zero bound are left out (they are judged element-wise only).
+    """
+    ok = np.isfinite(err) & (bound > 0)
+    z = err[ok] / bound[ok]
+    t = int(z.size)
+    sumsq = float(np.sum(z * z))
+    total = float(np.sum(z))
+    return {
+        "count": t,
+        "sum_z2": sumsq,
+        "sum_z": total,
+        "variance_ok": sumsq <= 0.4 * t,
+        "bias_ok": abs(total) <= 2.0 * math.sqrt(t),
+    }

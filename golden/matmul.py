@@ -1,0 +1,264 @@
+"""Exact FP8 scaled matmul, correctly rounded: ``Y* = round_out(sa * sb * sum_k A8 B8 + bias)``.
+
+How exactness is reached (proved against Python fractions in tests/test_matmul_exact.py):
+
+1. Every FP8 value is an integer multiple of its format's smallest subnormal, so a dot product
+   is an integer multiple of a fixed quantum. An operand is split into exponent *bands*: a band
+   holds the values whose magnitude lies in ``[2**lo, 2**hi)``; they are multiples of
+   ``2**(lo - man_bits)`` (or of the subnormal quantum for the lowest band), so a band spans at
+   most ``w`` bits. A band-pair GEMM of ``Kc`` terms then spans ``w_a + w_b + log2(Kc)`` bits:
+   when that is at most 53 every partial sum is an integer below 2**53 in units of the quantum,
+   hence exact in float64 in any summation order (BLAS blocking, FMA, threads).
+   e4m3 x e4m3 needs one band each up to K = 2**17; e5m2 mixes need two to four GEMMs.
+2. The exact dot product is therefore a short list of float64 *terms* whose exact sum it is.
+   ``round_out(P * sum(terms) + bias)`` is first computed in float64 with a rigorous
+   per-element error bound; where that bound cannot change the rounding (nearly everywhere)
+   the fast result is the correctly rounded one. The few elements within the bound of a
+   rounding boundary (ties, cancellation) are recomputed with exact rational arithmetic.
+"""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+
+import numpy as np
+
+from .codecs import decode, round_to_format
+from .formats import FloatFormat, get_format
+
+__all__ = [
+    "exact_dot_terms",
+    "round_sum_exact",
+    "scaled_mm_exact",
+    "abs_dot",
+    "band_plan",
+]
+
+_U = 2.0**-53  # float64 unit roundoff
+_MAX_CHUNK_K = 1 << 16
+
+
+def _bands(fmt: FloatFormat, width: int) -> list[tuple[float, float]]:
+    """Magnitude bands ``[lo, hi)`` of ``fmt`` that each span at most ``width`` bits."""
+    if width <= fmt.man_bits:
+        raise ValueError(f"band width {width} too small for {fmt.name}")
+    bands = []
+    hi = fmt.emax + 1
+    bottom = fmt.emin - fmt.man_bits  # exponent of the subnormal quantum
+    while True:
+        lo = hi - (width - fmt.man_bits)
+        if lo <= fmt.emin or hi - bottom <= width:
+            bands.append((0.0, 2.0**hi))
+            return bands[::-1]
+        bands.append((2.0**lo, 2.0**hi))
+        hi = lo
+
+
+def band_plan(fmt_a: str, fmt_b: str, k: int) -> tuple[list, list]:
+    """Bands of A and B with the fewest band-pair GEMMs that stay exact for ``k`` terms."""
+    fa, fb = get_format(fmt_a), get_format(fmt_b)
+    budget = 53 - max(1, math.ceil(math.log2(max(k, 2))))
+    best = None
+    for wa in range(fa.man_bits + 1, budget - fb.man_bits):
+        ba, bb = _bands(fa, wa), _bands(fb, budget - wa)
+        if best is None or len(ba) * len(bb) < len(best[0]) * len(best[1]):
+            best = (ba, bb)
+    if best is None:
+        raise ValueError(f"cannot split {fa.name} x {fb.name} exactly for K={k}")
+    return best
+
+
+def _split(vals: np.ndarray, bands) -> list[np.ndarray]:
+    """One copy of ``vals`` per band, zero outside it (non-finite values stay in the top band)."""
+    if len(bands) == 1:
+        return [vals]
+    mag = np.abs(vals)
+    out = []
+    for i, (lo, hi) in enumerate(bands):
+        top = i == len(bands) - 1
+        keep = (mag >= lo) & ((mag < hi) | top)
+        out.append(np.where(keep, vals, 0.0))
+    return out
+
+
+def exact_dot_terms(a_vals: np.ndarray, fmt_a: str, b_vals: np.ndarray, fmt_b: str) -> list:
+    """Float64 ``[M, N]`` arrays whose exact sum is ``A @ B`` for FP8-valued A, B (finite).
+
+    ``a_vals`` [M, K] and ``b_vals`` [K, N] are float64 arrays of FP8 values of the given
+    formats. K is cut into chunks of at most 2**16 so each band-pair GEMM is exact.
+    """
+    m, k = a_vals.shape
+    n = b_vals.shape[1]
+    if k == 0 or m == 0 or n == 0:
+        return [np.zeros((m, n))]
+    terms = []
+    for k0 in range(0, k, _MAX_CHUNK_K):
+        a_c, b_c = a_vals[:, k0 : k0 + _MAX_CHUNK_K], b_vals[k0 : k0 + _MAX_CHUNK_K]
+        bands_a, bands_b = band_plan(fmt_a, fmt_b, a_c.shape[1])
+        for a_part in _split(a_c, bands_a):
+            for b_part in _split(b_c, bands_b):
+                terms.append(a_part @ b_part)
+    return terms
+
+
+def abs_dot(a_vals: np.ndarray, b_vals: np.ndarray) -> np.ndarray:
+    """``sum_k |A||B|`` rounded upward enough to be an upper bound (relative slack K * 2**-52)."""
+    k = a_vals.shape[1]
+    s = np.abs(a_vals) @ np.abs(b_vals)
+    return s * (1.0 + (k + 2) * 2.0**-52)
+
+
+# --- correct rounding ---------------------------------------------------------------------
+
+
+def _round_fraction(v: Fraction, fmt: FloatFormat) -> float:
+    """``v`` rounded to nearest-even in ``fmt`` with unbounded exponent above (no overflow)."""
+    if v == 0:
+        return 0.0
+    neg = v < 0
+    a = -v if neg else v
+    e = a.numerator.bit_length() - a.denominator.bit_length()
+    if Fraction(2) ** e > a:
+        e -= 1
+    q = max(e, fmt.emin) - fmt.man_bits
+    scaled = a / Fraction(2) ** q
+    n = scaled.numerator // scaled.denominator
+    rem = scaled - n
+    if rem > Fraction(1, 2) or (rem == Fraction(1, 2) and n % 2 == 1):
+        n += 1
+    r = math.ldexp(n, q)
+    return -r if neg else r
+
+
+def _apply_overflow(r: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """Map values rounded with an unbounded exponent to inf past ``fmt.max`` (IEEE outputs)."""
+    over = np.abs(r) > fmt.max
+    if over.any():
+        r = np.where(over, np.copysign(np.inf, r), r)
+    return r
+
+
+def round_sum_exact(terms, p, c, fmt: FloatFormat | str) -> np.ndarray:
+    """Correctly rounded ``p * sum(terms) + c`` per element, by exact rational arithmetic.
+
+    ``terms`` are equal-shape float64 arrays, ``p`` and ``c`` float64 arrays broadcastable to
+    them. Slow (Python fractions per element): meant for the few elements the fast path flags.
+    """
+    fmt = get_format(fmt)
+    shape = np.broadcast_shapes(terms[0].shape, np.shape(p), np.shape(c))
+    ts = [np.broadcast_to(t, shape).ravel() for t in terms]
+    pp = np.broadcast_to(p, shape).ravel()
+    cc = np.broadcast_to(c, shape).ravel()
+    out = np.empty(len(pp))
+    for i in range(len(pp)):
+        exact = Fraction(pp[i]) * sum(Fraction(t[i]) for t in ts) + Fraction(cc[i])
+        out[i] = _round_fraction(exact, fmt)
+    return _apply_overflow(out, fmt).reshape(shape)
+
+
+def _half_gap(t: np.ndarray, y: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """Distance from ``t`` (a value of ``fmt``) to the rounding boundary on ``y``'s side."""
+    at = np.abs(t)
+    _, e = np.frexp(at)
+    ulp = np.ldexp(1.0, np.maximum(e - 1, fmt.emin) - fmt.man_bits)
+    toward_zero = np.abs(y) < at
+    pow2 = (np.frexp(at)[0] == 0.5) & (at > fmt.min_normal)
+    return np.where(toward_zero & pow2, ulp / 4, ulp / 2)
+
+
+def scaled_mm_exact(
+    a_codes: np.ndarray,
+    fmt_a: str,
+    b_codes: np.ndarray,
+    fmt_b: str,
+    scale_a,
+    scale_b,
+    bias,
+    out_fmt: str,
+) -> np.ndarray:
+    """Correctly rounded ``round_out(sa[m] * sb[n] * sum_k A[m,k] B[k,n] + bias[n])`` as float64.
+
+    ``a_codes`` [M, K] and ``b_codes`` [K, N] are FP8 codes (B logical [K, N]; its memory layout
+    is the kernel's business, not the reference's). ``scale_a`` has 1 or M float32 values,
+    ``scale_b`` 1 or N, ``bias`` is None or N float64 values (already exact values of the bias
+    dtype). NaN and inf in the inputs follow IEEE arithmetic (inf * 0 = NaN).
+    """
+    out = get_format(out_fmt)
+    a = decode(a_codes, fmt_a)
+    b = decode(b_codes, fmt_b)
+    m, n = a.shape[0], b.shape[1]
+    sa = _as_column(scale_a, m)
+    sb = _as_column(scale_b, n).reshape(1, -1)
+    c = np.zeros((1, 1)) if bias is None else np.asarray(bias, np.float64).reshape(1, -1)
+
+    # Rows/columns touched by a non-finite input follow IEEE arithmetic; the rest is exact.
+    bad_row = ~np.isfinite(a).all(axis=1)[:, None] | ~np.isfinite(sa)
+    bad_col = ~np.isfinite(b).all(axis=0)[None, :] | ~np.isfinite(sb) | ~np.isfinite(c)
+    special = bad_row | bad_col
+    if special.any():
+        with np.errstate(invalid="ignore", over="ignore"):
+            ieee = (a @ b) * sa * sb + c
+        a, b = np.where(np.isfinite(a), a, 0.0), np.where(np.isfinite(b), b, 0.0)
+        sa, sb = np.where(np.isfinite(sa), sa, 1.0), np.where(np.isfinite(sb), sb, 1.0)
+        c = np.where(np.isfinite(c), c, 0.0)
+
+    terms = exact_dot_terms(a, fmt_a, b, fmt_b)
+    y = _round_terms(terms, sa, sb, c, out, (m, n))
+    if special.any():
+        special = np.broadcast_to(special, (m, n))
+        y = np.where(special, round_to_format(np.broadcast_to(ieee, (m, n)), out), y)
+    return y
+
+
+def _as_column(scale, n: int) -> np.ndarray:
+    """float32 scale values as float64 of shape (1, 1) (one value) or (n, 1)."""
+    v = np.asarray(scale, np.float32).astype(np.float64).reshape(-1)
+    if v.size == 1:
+        return v.reshape(1, 1)
+    if v.size != n:
+        raise ValueError(f"scale has {v.size} values; expected 1 or {n}")
+    return v.reshape(-1, 1)
+
+
+def _round_terms(terms, sa, sb, c, out: FloatFormat, shape) -> np.ndarray:
+    """Fast float64 evaluation with a rigorous error bound; exact fallback where it matters."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        s = terms[0] if len(terms) == 1 else np.sum(terms, axis=0)
+        absum = np.abs(s) if len(terms) == 1 else np.sum(np.abs(terms), axis=0)
+        p = sa * sb  # exact: two float32 values
+        y1 = s * sa * sb
+        y = y1 + c
+        # |y - exact| <= (n + 4) u (|p| sum|T_i| + |y|): n-1 for the term sum, 2 for the scale
+        # products, 1 for the bias add, plus slack for second-order terms.
+        err = (len(terms) + 4) * _U * (np.abs(p) * absum + np.abs(y))
+        t_ext = _round_unbounded(y, out)
+        d = np.abs(y - t_ext)
+        safe = (d + err < _half_gap(t_ext, y, out)) & (err < _min_quarter_gap(t_ext, out))
+        safe &= np.isfinite(y)
+    t = _apply_overflow(t_ext, out)
+    t = np.broadcast_to(t, shape).copy()
+    if not safe.all():
+        idx = np.nonzero(~np.broadcast_to(safe, shape))
+        sel = [np.broadcast_to(tt, shape)[idx] for tt in terms]
+        t[idx] = round_sum_exact(
+            sel,
+            np.broadcast_to(p, shape)[idx],
+            np.broadcast_to(c, shape)[idx],
+            out,
+        )
+    return t
+
+
+def _round_unbounded(y: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """Round to ``fmt``'s precision and subnormal range with no overflow (exponent unbounded)."""
+    _, e = np.frexp(y)
+    q = np.maximum(e - 1, fmt.emin) - fmt.man_bits
+    with np.errstate(invalid="ignore"):
+        return np.ldexp(np.rint(np.ldexp(y, -q)), q)
+
+
+def _min_quarter_gap(t: np.ndarray, fmt: FloatFormat) -> np.ndarray:
+    """A quarter of the spacing above ``|t|``: the smallest half-gap on either side of t."""
+    _, e = np.frexp(np.abs(t))
+    return np.ldexp(1.0, np.maximum(e - 1, fmt.emin) - fmt.man_bits - 2)

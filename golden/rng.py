@@ -1,0 +1,164 @@
+"""Counter-based random bits that give the same bytes on any NumPy version, platform and order.
+
+Element ``i`` of stream ``s`` of ``Bits(key, seed)`` is ``splitmix64(k_s + (i + 1) * GAMMA)``,
+the i-th output of Vigna's SplitMix64 generator seeded with ``k_s``, where ``k_s`` is the first
+8 bytes (little-endian) of a BLAKE2b digest of ``(key, seed, s)``. Nothing depends on earlier
+draws, on other streams or on ``np.random``; every value mapping below is integer arithmetic
+followed by at most one IEEE rounding, so no libm function (log, cos, ...) is involved.
+
+Different methods called with the same stream name read the same counters; callers give each
+quantity its own stream name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import operator
+
+import numpy as np
+
+__all__ = ["Bits", "splitmix64", "stream_key"]
+
+_U64 = np.uint64
+_GAMMA = _U64(0x9E3779B97F4A7C15)
+_MUL1 = _U64(0xBF58476D1CE4E5B9)
+_MUL2 = _U64(0x94D049BB133111EB)
+_S27, _S30, _S31, _S32 = _U64(27), _U64(30), _U64(31), _U64(32)
+_S11 = _U64(11)
+_LO32 = _U64(0xFFFFFFFF)
+
+CHUNK = 1 << 16
+"""Raw words generated per pass (keeps temporaries in cache; results do not depend on it)."""
+
+_PERSON = b"golden.rng.v1"
+
+
+def stream_key(key: str, seed: int, stream: str) -> int:
+    """64-bit key of one stream: BLAKE2b-64 of the length-prefixed UTF-8 parts."""
+    msg = b""
+    for part in (str(key), str(operator.index(seed)), str(stream)):
+        raw = part.encode("utf-8")
+        msg += len(raw).to_bytes(8, "little") + raw
+    digest = hashlib.blake2b(msg, digest_size=8, person=_PERSON).digest()
+    return int.from_bytes(digest, "little")
+
+
+def splitmix64(skey: int, start: int, count: int) -> np.ndarray:
+    """Outputs ``start .. start+count-1`` of SplitMix64 seeded with ``skey`` (uint64 array)."""
+    with np.errstate(over="ignore"):
+        z = np.arange(start + 1, start + 1 + count, dtype=_U64)
+        z *= _GAMMA
+        z += _U64(skey)
+        z ^= z >> _S30
+        z *= _MUL1
+        z ^= z >> _S27
+        z *= _MUL2
+        z ^= z >> _S31
+    return z
+
+
+def _shape(shape) -> tuple[int, ...]:
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    shape = tuple(operator.index(s) for s in shape)
+    if any(s < 0 for s in shape):
+        raise ValueError(f"negative dimension in shape {shape}")
+    return shape
+
+
+class Bits:
+    """Deterministic bits for one case: ``Bits(case_key, seed)``; each draw names a stream."""
+
+    def __init__(self, key: str, seed: int):
+        self.key = str(key)
+        self.seed = operator.index(seed)
+
+    def __repr__(self) -> str:
+        return f"Bits({self.key!r}, {self.seed})"
+
+    def _key(self, stream: str) -> int:
+        return stream_key(self.key, self.seed, stream)
+
+    def _map(self, stream: str, shape, per: int, fn, dtype) -> np.ndarray:
+        """Apply ``fn`` to ``per`` raw words per element, chunk by chunk, into a new array."""
+        shape = _shape(shape)
+        n = math.prod(shape)
+        skey = self._key(stream)
+        out = np.empty(n, dtype=dtype)
+        step = max(1, CHUNK // per)
+        for lo in range(0, n, step):
+            hi = min(n, lo + step)
+            raw = splitmix64(skey, lo * per, (hi - lo) * per)
+            out[lo:hi] = fn(raw.reshape(hi - lo, per) if per > 1 else raw)
+        return out.reshape(shape)
+
+    def uint64(self, stream: str, n: int) -> np.ndarray:
+        """``n`` raw uint64 words of ``stream``."""
+        return self._map(stream, (operator.index(n),), 1, lambda r: r, _U64)
+
+    def uniform(self, stream: str, shape) -> np.ndarray:
+        """float64 in [0, 1): the top 53 bits ``k`` of a word, as ``k * 2**-53`` (exact)."""
+        return self._map(stream, shape, 1, _uniform53, np.float64)
+
+    def normal(self, stream: str, shape) -> np.ndarray:
+        """Approximately standard normal, exactly computed: Irwin-Hall sum of 12 uniforms.
+
+        Each element uses 6 words = twelve 32-bit integers ``u_j``; the value is
+        ``(sum u_j - 6 * 2**32) * 2**-32``, every step exact (mean 0, variance 1 - 2**-64,
+        support (-6, 6)).
+        """
+        return self._map(stream, shape, 6, _irwin_hall12, np.float64)
+
+    def integers(self, stream: str, shape, low: int, high: int) -> np.ndarray:
+        """int64 in ``[low, high)`` by multiply-shift (floor(u * r / 2**64); bias <= r / 2**64)."""
+        low, high = operator.index(low), operator.index(high)
+        if not -(1 << 63) <= low < high <= (1 << 63):
+            raise ValueError(f"integers needs -2**63 <= low < high <= 2**63, got [{low}, {high})")
+        r = high - low
+        base = _U64(low % (1 << 64))
+
+        def fn(u):
+            with np.errstate(over="ignore"):
+                h = u if r == 1 << 64 else _mulhi(u, r)
+                return (h + base).view(np.int64)
+
+        return self._map(stream, shape, 1, fn, np.int64)
+
+    def choice_mask(self, stream: str, shape, p: float) -> np.ndarray:
+        """bool array, True with probability ``p`` (top 53 bits compared with floor(p * 2**53))."""
+        p = float(p)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p must be in [0, 1], got {p}")
+        t = _U64(math.floor(p * 2.0**53))
+        return self._map(stream, shape, 1, lambda u: (u >> _S11) < t, np.bool_)
+
+
+def _uniform53(u: np.ndarray) -> np.ndarray:
+    return (u >> _S11).astype(np.int64).astype(np.float64) * 2.0**-53
+
+
+def _irwin_hall12(w: np.ndarray) -> np.ndarray:
+    h = w >> _S32
+    w &= _LO32
+    w += h  # two 32-bit integers per word, summed: < 2**33
+    s = w[:, 0] + w[:, 1]
+    for j in range(2, 6):
+        s += w[:, j]  # < 2**36
+    return (s.astype(np.int64) - (6 << 32)).astype(np.float64) * 2.0**-32
+
+
+def _mulhi(u: np.ndarray, r: int) -> np.ndarray:
+    """High 64 bits of the 128-bit product ``u * r`` (``r < 2**64``), via 32-bit limbs."""
+    rl, rh = _U64(r & 0xFFFFFFFF), _U64(r >> 32)
+    ul, uh = u & _LO32, u >> _S32
+    t = ul * rl
+    if r < 1 << 32:  # same result, fewer passes
+        t >>= _S32
+        uh *= rl
+        uh += t
+        return uh >> _S32
+    t = uh * rl + (t >> _S32)
+    w1, w2 = t & _LO32, t >> _S32
+    t = ul * rh + w1
+    return uh * rh + w2 + (t >> _S32)

@@ -1,0 +1,39 @@
+"""The reference model as a backend: returns Y* itself. Exact profile, zero error expected."""
+
+from __future__ import annotations
+
+import time
+
+from golden.cases import CaseData
+from golden.codecs import decode
+from golden.matmul import scaled_mm_exact
+from golden.formats import FP8_FORMATS
+
+from .base import Adapter, Capability, KernelRun
+from .registry import register
+
+
+@register("reference")
+class ReferenceAdapter(Adapter):
+    description = "golden NumPy model (exact accumulation, correctly rounded)"
+
+    def devices(self) -> list[str]:
+        return ["cpu"]
+
+    def capability(self, device: str) -> Capability:
+        return Capability(
+            formats=frozenset((a, b) for a in FP8_FORMATS for b in FP8_FORMATS),
+            layouts=frozenset({"nk", "kn-t", "kn"}),
+            profile="exact",
+        )
+
+    def run(self, data: CaseData, device: str) -> KernelRun:
+        """Recompute Y* from the inputs exactly as a kernel receives them (layout, shapes)."""
+        c = data.case
+        b = data.b()
+        b_kn = b.T if c.layout == "nk" else b
+        bias = None if data.bias is None else decode(data.bias_bits, c.bias)
+        t0 = time.perf_counter()
+        y = scaled_mm_exact(data.a, c.fmt_a, b_kn, c.fmt_b, data.scale_a.reshape(-1),
+                            data.scale_b.reshape(-1), bias, c.out)
+        return KernelRun(y, time.perf_counter() - t0)

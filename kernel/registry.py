@@ -1,0 +1,56 @@
+"""Backends by name. ``get_backend`` gives clear errors; ``default_backend`` picks what the
+machine has (xpu, then cuda, then cpu) for the torch backend, else the reference."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .base import Adapter
+
+__all__ = ["BACKENDS", "register", "get_backend", "default_backend_and_device", "backend_names"]
+
+BACKENDS: dict[str, Callable[[], Adapter]] = {}
+
+
+def register(name: str):
+    """Class decorator: make an adapter available as ``--backend=name``."""
+
+    def deco(cls):
+        cls.name = name
+        BACKENDS[name] = cls
+        return cls
+
+    return deco
+
+
+def _load_builtin() -> None:
+    from . import reference, torch_scaled_mm  # noqa: F401  (registration side effect)
+
+
+def backend_names() -> list[str]:
+    _load_builtin()
+    return sorted(BACKENDS)
+
+
+def get_backend(name: str) -> Adapter:
+    """An adapter instance by name; an unknown name lists the valid ones."""
+    _load_builtin()
+    try:
+        return BACKENDS[name]()
+    except KeyError:
+        raise ValueError(
+            f"unknown backend {name!r}; valid backends: {', '.join(sorted(BACKENDS))}"
+        ) from None
+
+
+def default_backend_and_device() -> tuple[str, str]:
+    """The best backend and device on this machine: torch on xpu > cuda > cpu, else reference."""
+    _load_builtin()
+    try:
+        torch_backend = get_backend("torch")
+        devices = torch_backend.devices()
+    except Exception:  # torch missing or broken: the reference still runs
+        devices = []
+    if devices:
+        return "torch", devices[0]
+    return "reference", "cpu"
