@@ -47,9 +47,9 @@ def round_to_format(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.nda
     fmt = get_format(fmt)
     _check_overflow(overflow)
     x = np.asarray(x, dtype=np.float64)
-    _, e = np.frexp(x)  # |x| = m * 2**e, m in [0.5, 1)
-    q = np.maximum(e - 1, fmt.emin) - fmt.man_bits  # quantum (ulp) exponent of each element
     with np.errstate(invalid="ignore", over="ignore"):
+        _, e = np.frexp(x)  # |x| = m * 2**e, m in [0.5, 1)
+        q = np.maximum(e - 1, fmt.emin) - fmt.man_bits  # quantum (ulp) exponent per element
         r = np.asarray(np.ldexp(np.rint(np.ldexp(x, -q)), q))
         over = np.abs(r) > fmt.max  # also true for +-inf inputs, false for NaN
     if over.any():
@@ -107,12 +107,14 @@ def encode(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.ndarray:
     """
     fmt = get_format(fmt)
     r = round_to_format(x, fmt, overflow)
-    if fmt.storage_bits == 32:
-        return r.astype(np.float32).view(np.uint32)
-    if fmt.name == "fp16":
-        return r.astype(np.float16).view(np.uint16)  # r is representable: the cast is exact
-    if fmt.name == "bf16":
-        return (r.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    if fmt.storage_bits > 8:
+        if fmt.storage_bits == 32:
+            code = r.astype(np.float32).view(np.uint32)
+        elif fmt.name == "fp16":
+            code = r.astype(np.float16).view(np.uint16)  # r is representable: exact cast
+        else:  # bf16: the top half of the float32 bits, exact since r is representable
+            code = (r.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
+        return np.where(np.isnan(r), code.dtype.type(fmt.nan_code), code)
     return _encode_small(np.atleast_1d(r), fmt).reshape(r.shape)
 
 

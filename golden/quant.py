@@ -189,7 +189,7 @@ def min_scaling_factor(fmt) -> np.float32:
 def _scale_from_amax(amax32: np.ndarray, fmt: FloatFormat, ue8m0: bool = False) -> np.ndarray:
     """``(amax / FP8_MAX)`` [-> ``exp2(ceil(log2(.)))``] ``.clamp(min=MIN_SCALING_FACTOR)``."""
     with np.errstate(all="ignore"):
-        s = (amax32.astype(np.float64) / fp8_max(fmt)).astype(np.float32) if False else amax32 * np.float32(1/fp8_max(fmt))  # float32 / float32: one rounding
+        s = amax32 / np.float32(fp8_max(fmt))  # float32 / float32: one rounding
         if ue8m0:
             # float32 log2, emulated as correctly rounded: float64 log2 rounded to float32.
             lg = np.log2(s.astype(np.float64)).astype(np.float32)

@@ -1,8 +1,9 @@
 """``torch._scaled_mm`` on cpu (oneDNN), cuda (cuBLASLt / CUTLASS row-wise) and xpu (oneDNN).
 
-Capabilities per device are what torch accepts, measured (cpu: torch 2.13, this repo's
-README) or read from torch's checks (cuda: mat2 column-major, K and N multiples of 16, e5m2 x
-e5m2 unsupported, row-wise scales need bf16 output). Inputs are handed over in the case's
+Capabilities per device are what torch accepts, measured (cpu: torch 2.13; cuda: torch 2.11
+on an H100, whose error messages confirmed torch's checks: mat2 column-major, K and N multiples
+of 16, no e5m2 x e5m2, row-wise scales need bf16 output, bias only bf16 with bf16 output or
+fp16 with fp16 output and none with fp32 output). Inputs are handed over in the case's
 layout and scale shapes; a ``[N,K]`` weight is declared unsupported because the op takes
 ``mat2`` as ``[K,N]`` (passing it through would silently compute ``A @ W`` when K == N).
 """
@@ -53,7 +54,9 @@ CAPABILITIES = {
         formats=frozenset(p for p in product(_OCP, _OCP) if p != ("e5m2", "e5m2")),
         layouts=frozenset({"kn-t"}),
         scale_pairs=_SCALE_PAIRS,
-        profile="fp32-blk13",
+        biases=frozenset({None, "bf16", "fp16"}),
+        bias_out=frozenset({("bf16", "bf16"), ("fp16", "fp16")}),
+        profile="acc15-trunc-blk128",
         rules=(
             (_mult16, "cuBLASLt needs K and N to be multiples of 16"),
             (_rowwise_bf16, "row-wise scaling on cuda needs bf16 output"),
@@ -66,7 +69,7 @@ CAPABILITIES = {
         profile="fp32",
     ),
 }
-FAST_ACCUM_PROFILE = {"cuda": "fast13"}
+FAST_ACCUM_PROFILE = {"cuda": "acc15-trunc"}
 
 
 def _torch():

@@ -600,14 +600,7 @@ def test_encode_keeps_shape():
         assert decode(encode(x, fmt), fmt).shape == x.shape
 
 
-# ---------------------------------------------------------------------------------------------
-# Known discrepancy (strict xfail): kept so that a fix of code or docstring is noticed.
-# ---------------------------------------------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="golden.codecs.encode documents 'NaN becomes FloatFormat.nan_code' but "
-    "keeps the NaN's sign and payload for bf16/fp16/fp32",
-)
+# encode documents "NaN becomes FloatFormat.nan_code" for every format, output types included.
 @pytest.mark.parametrize("fmt", OUT_FORMATS)
 def test_out_format_nan_code(fmt):
     payloads = np.array([0x7FF0000000000001, 0xFFF8000000000123], np.uint64).view(np.float64)
