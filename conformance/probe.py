@@ -11,6 +11,8 @@ prints a JSON fingerprint:
                survives (a new reduced-precision block started), or null.
 ``sum_65536``  the DESIGN §10 probe: 2**16 products of 1 then 4095 of 2**-10 (exact 65539.999).
 ``truncates``  True when a small product of 1.5 accumulator ulps comes out as 1 ulp.
+``bias_*``     whether the bias is added before or after the output rounding (bf16 output),
+               with per-tensor and with row-wise scales (different kernels on cuda).
 """
 
 from __future__ import annotations
@@ -31,20 +33,44 @@ __all__ = ["fingerprint", "run_values"]
 FMT = "e4m3fn"
 
 
-def run_values(adapter, device: str, a_vals: np.ndarray, b_vals: np.ndarray) -> np.ndarray:
-    """Run ``A @ B`` (values exactly representable in e4m3fn, scales 1, fp32 out)."""
+def run_values(adapter, device: str, a_vals: np.ndarray, b_vals: np.ndarray, out="fp32",
+               bias=None, rowwise=False) -> np.ndarray:
+    """Run ``A @ B`` (values exactly representable in e4m3fn, scales 1, fp32 out by default)."""
     a = encode(a_vals, FMT)
     b = encode(b_vals, FMT)
     if not (np.array_equal(decode(a, FMT), a_vals) and np.array_equal(decode(b, FMT), b_vals)):
         raise ValueError("probe inputs must be exact e4m3fn values")
     m, k = a.shape
     n = b.shape[1]
-    case = Case(M=m, N=n, K=k, out="fp32", layout="kn-t", dataset="zero")
+    sa, sb = ("[M,1]", "[1,N]") if rowwise else ("[]", "[]")
+    case = Case(M=m, N=n, K=k, out=out, layout="kn-t", dataset="zero", sa=sa, sb=sb,
+                w="channel" if rowwise else "tensor", a="token" if rowwise else "tensor",
+                bias=None if bias is None else "bf16")
     one = np.ones((), np.float32)
-    exp = scaled_mm_exact(a, FMT, b, FMT, one, one, None, "fp32")
-    data = CaseData(case, 0, a, b, one, one, None, exp, abs_dot(a_vals, b_vals),
+    scale_a = np.ones((m, 1), np.float32) if rowwise else one
+    scale_b = np.ones((1, n), np.float32) if rowwise else one
+    exp = scaled_mm_exact(a, FMT, b, FMT, one, one, bias, out)
+    data = CaseData(case, 0, a, b, scale_a, scale_b, bias, exp, abs_dot(a_vals, b_vals),
                     np.ones((1, 1)))
     return adapter.run(data, device).values
+
+
+def _bias_order(adapter, device, rowwise: bool) -> str:
+    """Where the bias goes: dot = 367.90625 (exact in any accumulator of 14+ bits), bias -8064.
+
+    Exact -7696.09375 rounds to bf16 -7712. Rounding the product to bf16 first (368) and
+    adding the bias after gives the tie -7696, which rounds to even: -7680.
+    """
+    parts = [256, 64, 32, 8, 4, 2, 1, 0.5, 0.25, 0.125, 0.03125]
+    m, n, k = 16, 16, 16
+    a = np.zeros((m, k))
+    b = np.zeros((k, n))
+    a[:, : len(parts)] = parts
+    b[: len(parts), :] = 1.0
+    bias = np.full(n, -8064.0)
+    y = float(run_values(adapter, device, a, b, out="bf16", bias=bias, rowwise=rowwise)[0, 0])
+    return {-7712.0: "before output rounding", -7680.0: "after output rounding"}.get(
+        y, f"unexplained ({y!r})")
 
 
 def _acc_bits(adapter, device) -> int:
@@ -129,6 +155,8 @@ def fingerprint(backend: str, device: str) -> dict:
         "block": _block(adapter, device, bits) if bits < 23 else None,
         "truncates": _truncates(adapter, device, bits),
         "sum_65536": _sum_65536(adapter, device),
+        "bias_per_tensor": _bias_order(adapter, device, rowwise=False),
+        "bias_rowwise": _bias_order(adapter, device, rowwise=True),
         "sum_65536_exact": 65536 + 4095 * 2.0**-10,
     }
 
