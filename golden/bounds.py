@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .codecs import spacing
 from .formats import FloatFormat, get_format
 
 __all__ = [
@@ -108,10 +109,8 @@ def get_profile(name: str) -> AccumProfile:
 
 
 def ulp(x, fmt: FloatFormat | str) -> np.ndarray:
-    """Spacing of ``fmt`` values just above ``|x|`` (finite x; subnormal spacing at the bottom)."""
-    fmt = get_format(fmt)
-    _, e = np.frexp(np.abs(np.asarray(x, np.float64)))
-    return np.ldexp(1.0, np.maximum(e - 1, fmt.emin) - fmt.man_bits)
+    """Spacing of ``fmt`` values just above ``|x|`` (finite x; subnormal spacing at 0)."""
+    return spacing(x, fmt)
 
 
 def extended(y, fmt: FloatFormat | str) -> np.ndarray:
@@ -132,9 +131,10 @@ def element_bound(expected, absdot, scale, bias, k: int, out_fmt, profile: Accum
     if profile.exact:
         return np.zeros(np.shape(expected))
     ye = np.abs(extended(expected, out))
-    acc = np.abs(scale) * absdot * profile.eps_acc(k)
-    if bias is not None:
-        acc = acc + np.abs(bias) * profile.u_epi
+    with np.errstate(invalid="ignore", over="ignore"):  # inf scale x zero: NaN, judged as NaN
+        acc = np.abs(scale) * absdot * profile.eps_acc(k)
+        if bias is not None:
+            acc = acc + np.abs(bias) * profile.u_epi
     u0 = ulp(ye, out)
     # Y* is within u0/2 of the exact value, the kernel's pre-rounding value within acc of it,
     # and the kernel's own rounding adds half an ulp at that (possibly larger) magnitude.

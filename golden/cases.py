@@ -1,6 +1,7 @@
 """A conformance case: its parameters, its stable id, and its inputs and reference output.
 
-A case id reads like ``op|w=channel,a=token|e4m3|bf16|bias=bf16|M17xN4096xK4096|b=kn-t|sa=[M,1],sb=[1,N]|set=outlier``
+A case id reads like
+``op|w=channel,a=token|e4m3|bf16|bias=bf16|M17xN4096xK4096|b=kn-t|sa=[M,1],sb=[1,N]|set=outlier``
 and parses back (:meth:`Case.from_id`), so any failure can be rerun from its id alone.
 Inputs are generated from ``(case id, seed)`` through :class:`golden.rng.Bits`: the same bytes
 on any NumPy version, worker or order.
@@ -167,6 +168,8 @@ def _validate(c: Case) -> None:
     need("sb", c.sb, _SB_FOR_W[c.w])
     need("dataset", c.dataset, DATASETS)
     need("x", c.x, ("bf16", "fp16"))
+    if c.level == "op" and c.x != "bf16":
+        raise CaseError(f"x={c.x!r} applies to layer cases only (op cases take FP8 inputs)")
     need("edge", c.edge, EDGES)
     for dim in ("M", "N", "K"):
         v = getattr(c, dim)
@@ -237,7 +240,7 @@ def _shape_scale(values: np.ndarray, spec: str, M: int, N: int) -> np.ndarray:
     size = int(np.prod(target, dtype=np.int64))
     if v.size == 1 and size != 1:
         v = np.repeat(v, size)  # a per-tensor scale handed over expanded, as callers do
-    return np.ascontiguousarray(v.reshape(target))
+    return np.array(v.reshape(target), order="C")  # a copy; keeps a 0-d [] scale 0-d
 
 
 def _draw_scales(bits: Bits, stream: str, n: int) -> np.ndarray:
@@ -279,10 +282,12 @@ def _typical_output(a, fa, b, fb, sa, sb) -> float:
     """A magnitude like the outputs' (for drawing a bias that matters but does not dominate)."""
     av, bv = decode(a, fa), decode(b, fb)
     av, bv = av[np.isfinite(av)], bv[np.isfinite(bv)]
-    ra = float(np.sqrt(np.mean(av * av))) if av.size else 0.0
-    rb = float(np.sqrt(np.mean(bv * bv))) if bv.size else 0.0
-    k = a.shape[1]
-    mag = ra * rb * np.sqrt(k) * float(np.median(sa)) * float(np.median(sb))
+    sa, sb = sa[np.isfinite(sa)], sb[np.isfinite(sb)]
+    if not (av.size and bv.size and sa.size and sb.size):
+        return 1.0
+    ra = float(np.sqrt(np.mean(av * av)))
+    rb = float(np.sqrt(np.mean(bv * bv)))
+    mag = ra * rb * np.sqrt(a.shape[1]) * float(np.median(sa)) * float(np.median(sb))
     return mag if np.isfinite(mag) and mag > 0 else 1.0
 
 

@@ -10,7 +10,7 @@ largest finite value:
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -22,6 +22,7 @@ __all__ = [
     "decode",
     "decode_table",
     "code_dtype",
+    "spacing",
     "OVERFLOW_MODES",
 ]
 
@@ -31,6 +32,18 @@ OVERFLOW_MODES = ("ieee", "saturate")
 def code_dtype(fmt: FloatFormat | str) -> np.dtype:
     """Unsigned integer dtype that holds one code of ``fmt``."""
     return np.dtype({8: np.uint8, 16: np.uint16, 32: np.uint32}[get_format(fmt).storage_bits])
+
+
+def spacing(x, fmt: FloatFormat | str) -> np.ndarray:
+    """Distance from ``|x|`` to the next larger value of ``fmt`` (finite x).
+
+    Zero and subnormals get the subnormal spacing ``2**(emin - man_bits)``.
+    """
+    fmt = get_format(fmt)
+    ax = np.abs(np.asarray(x, np.float64))
+    _, e = np.frexp(ax)
+    e = np.where(ax == 0, fmt.emin + 1, e)  # frexp(0) gives 0, which is no exponent at all
+    return np.ldexp(1.0, np.maximum(e - 1, fmt.emin) - fmt.man_bits)
 
 
 def _check_overflow(overflow: str) -> None:
@@ -64,7 +77,7 @@ def round_to_format(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.nda
     return r
 
 
-@lru_cache(maxsize=None)
+@cache
 def decode_table(fmt_name: str) -> np.ndarray:
     """float64 value of every code of a format of at most 16 bits (read-only)."""
     fmt = get_format(fmt_name)
@@ -97,7 +110,13 @@ def decode(codes, fmt: FloatFormat | str) -> np.ndarray:
         return codes.astype(np.uint32).view(np.float32).astype(np.float64)
     if codes.dtype.kind not in "ui":
         raise TypeError(f"decode expects integer codes of {fmt.name}, got dtype {codes.dtype}")
-    return decode_table(fmt.name)[codes.astype(np.intp, copy=False)]
+    table = decode_table(fmt.name)
+    flat = codes.reshape(-1)
+    out = np.empty(flat.shape, np.float64)
+    step = 1 << 20  # chunks: no intp copy of a whole large code array
+    for i in range(0, flat.size, step):
+        np.take(table, flat[i : i + step].astype(np.intp), out=out[i : i + step])
+    return out.reshape(codes.shape)
 
 
 def encode(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.ndarray:

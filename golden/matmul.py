@@ -24,7 +24,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .codecs import decode, round_to_format
+from .codecs import decode, round_to_format, spacing
 from .formats import FloatFormat, get_format
 
 __all__ = [
@@ -160,8 +160,7 @@ def round_sum_exact(terms, p, c, fmt: FloatFormat | str) -> np.ndarray:
 def _half_gap(t: np.ndarray, y: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     """Distance from ``t`` (a value of ``fmt``) to the rounding boundary on ``y``'s side."""
     at = np.abs(t)
-    _, e = np.frexp(at)
-    ulp = np.ldexp(1.0, np.maximum(e - 1, fmt.emin) - fmt.man_bits)
+    ulp = spacing(at, fmt)
     toward_zero = np.abs(y) < at
     pow2 = (np.frexp(at)[0] == 0.5) & (at > fmt.min_normal)
     return np.where(toward_zero & pow2, ulp / 4, ulp / 2)
@@ -222,6 +221,71 @@ def _as_column(scale, n: int) -> np.ndarray:
 
 
 def _round_terms(terms, sa, sb, c, out: FloatFormat, shape) -> np.ndarray:
+    """Correctly rounded ``sa * sb * sum(terms) + c``: the chunked bit-level fast path for one
+    term (e4m3 pairs), the general bounded path otherwise and for the elements it flags."""
+    if len(terms) == 1 and out.storage_bits > 8:
+        return _round_single(terms[0], sa, sb, c, out, shape)
+    return _round_general(terms, sa, sb, c, out, shape)
+
+
+_CHUNK = 1 << 15  # output elements per block of the fast path (keeps its temporaries in cache)
+
+
+def _round_single(s: np.ndarray, sa, sb, c, out: FloatFormat, shape) -> np.ndarray:
+    """Fast path for an exact float64 dot product ``s`` (overwritten with the result).
+
+    ``y = fl(fl(s * sa) * sb) [+ c]`` is within ``3u (|s sa sb| + |y|)`` of the exact value.
+    Rounding to ``out`` keeps the top ``man_bits`` fraction bits of y's float64 encoding; it can
+    differ from the correct rounding only if y's dropped bits are within that error of the
+    half-way pattern. Such elements, and those outside ``out``'s normal range (zero,
+    subnormal, overflow, non-finite), go to the general path with the original ``s``.
+    """
+    m, n = shape
+    s = np.broadcast_to(s, shape)
+    if not s.flags.writeable:
+        s = s.copy()
+    shift = 52 - out.man_bits
+    half = np.uint64(1 << (shift - 1))
+    low_mask = np.uint64((1 << shift) - 1)
+    keep_mask = ~low_mask
+    sh = np.uint64(shift)
+    one = np.uint64(1)
+    has_bias = bool(np.any(c != 0))
+    rows = max(1, _CHUNK // max(n, 1))
+    for r0 in range(0, m, rows):
+        r1 = min(m, r0 + rows)
+        blk = s[r0:r1]
+        y = blk * (sa[r0:r1] if sa.shape[0] > 1 else sa)
+        y *= sb
+        if has_bias:
+            mag = np.abs(y)
+            y += c
+        bits = y.view(np.uint64)
+        dist = (bits & low_mask).astype(np.int64) - np.int64(half)
+        np.abs(dist, out=dist)
+        ay = np.abs(y)
+        if has_bias:
+            # error in float64 ulps of y: 3u(|y1| + |y|) / (2**-52 |y|) <= 2 (|y1| / |y| + 1)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                thr = 4.0 * (mag / ay) + 8.0
+            slow = dist <= thr
+        else:
+            slow = dist <= 8
+        slow |= ~((ay >= out.min_normal) & (ay <= out.max))
+        rounded = (bits + (half - one) + ((bits >> sh) & one)) & keep_mask
+        res = rounded.view(np.float64)
+        if slow.any():
+            idx = np.nonzero(slow)
+            rr = idx[0] + r0
+            sa_sel = sa[rr, 0] if sa.shape[0] > 1 else sa.reshape(-1)
+            sb_sel = sb[0, idx[1]] if sb.shape[1] > 1 else sb.reshape(-1)
+            c_sel = c[0, idx[1]] if c.shape[1] > 1 else c.reshape(-1)
+            res[idx] = _round_general([blk[idx]], sa_sel, sb_sel, c_sel, out, (len(rr),))
+        blk[...] = res
+    return s
+
+
+def _round_general(terms, sa, sb, c, out: FloatFormat, shape) -> np.ndarray:
     """Fast float64 evaluation with a rigorous error bound; exact fallback where it matters."""
     with np.errstate(over="ignore", invalid="ignore"):
         s = terms[0] if len(terms) == 1 else np.sum(terms, axis=0)
@@ -260,5 +324,4 @@ def _round_unbounded(y: np.ndarray, fmt: FloatFormat) -> np.ndarray:
 
 def _min_quarter_gap(t: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     """A quarter of the spacing above ``|t|``: the smallest half-gap on either side of t."""
-    _, e = np.frexp(np.abs(t))
-    return np.ldexp(1.0, np.maximum(e - 1, fmt.emin) - fmt.man_bits - 2)
+    return spacing(t, fmt) / 4

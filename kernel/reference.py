@@ -6,8 +6,8 @@ import time
 
 from golden.cases import CaseData
 from golden.codecs import decode
-from golden.matmul import scaled_mm_exact
 from golden.formats import FP8_FORMATS
+from golden.matmul import scaled_mm_exact
 
 from .base import Adapter, Capability, KernelRun
 from .registry import register

@@ -290,7 +290,7 @@ def test_ue8m0_rounds_one_ulp_above_a_power_of_two_down():
     # golden: put s in as amax/448 with fp32 inputs where that division is exact-ish; checked
     # through quantize_group on rows whose amax gives exactly these s
     amax = []
-    for n, sv in zip(ns, s):
+    for n, sv in zip(ns, s, strict=False):
         a = _amax_for_scale(sv, "e4m3fn")
         if a is not None:
             amax.append((int(n), a))

@@ -1,9 +1,11 @@
 """Diagnose bound use on cuda: terms of the bound at the worst element, and DESIGN §10's
 max |err| / sum|a b| against K for e4m3 random data (fp32 out), fast accumulation off/on."""
 import sys
+
 import numpy as np
-from golden.cases import Case, build
+
 from golden.bounds import element_bound, extended, ulp
+from golden.cases import Case, build
 from kernel.registry import get_backend
 
 for backend in ("torch", "torch-fast"):

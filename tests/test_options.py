@@ -1,0 +1,214 @@
+"""The suite's command line (``conformance/plugin.py`` via the root ``conftest.py``): option
+validation, the report header, ``--case`` reruns and the skip-reason summary.
+
+Every check runs pytest in a subprocess in the repository root (the suite's conftest lives
+there). Two throwaway backends are registered through a ``-p`` plugin written by pytester:
+``broken-ulp`` (the reference plus one output ulp on element [0, 0]: fails under its exact
+profile) and ``picky`` (the reference, skipping every case whose M is not 17).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conformance.matrix import grid, grid_names
+from kernel.registry import backend_names, default_backend_and_device
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parents[1]
+
+PLUGIN = '''
+import numpy as np
+
+from golden.bounds import ulp
+from kernel.base import KernelRun
+from kernel.reference import ReferenceAdapter
+from kernel.registry import register
+
+
+@register("broken-ulp")
+class BrokenUlp(ReferenceAdapter):
+    description = "reference plus one output ulp on element [0, 0]"
+
+    def run(self, data, device):
+        r = super().run(data, device)
+        y = r.values.copy()
+        if y.size and np.isfinite(y[0, 0]):
+            y[0, 0] += float(ulp(abs(y[0, 0]) or 1.0, data.case.out))
+        return KernelRun(y, r.seconds)
+
+
+@register("picky")
+class Picky(ReferenceAdapter):
+    description = "reference that only takes M = 17"
+
+    def why_not(self, case, device):
+        return None if case.M == 17 else f"picky: M={case.M} is not 17"
+'''
+
+SMOKE = grid("smoke")
+NK_ID = "op|w=tensor,a=tensor|e4m3|bf16|bias=none|M7xN24xK24|b=nk|sa=[],sb=[]|set=gauss"
+ONE_ID = SMOKE[0].id
+
+
+def run_pytest(*args, plugin_dir: Path | None = None, timeout=180):
+    env = dict(os.environ)
+    env.pop("PYTEST_ADDOPTS", None)
+    env.pop("PYTEST_XDIST_WORKER", None)
+    cmd = [sys.executable, "-m", "pytest", "-p", "no:randomly", *args]
+    if plugin_dir is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(plugin_dir), env.get("PYTHONPATH", "")])
+        cmd[3:3] = ["-p", "fp8_test_backends"]
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture
+def plugin_dir(pytester):
+    pytester.makepyfile(fp8_test_backends=PLUGIN)
+    return pytester.path
+
+
+def summary(stdout: str) -> str:
+    lines = [ln for ln in stdout.splitlines() if re.search(r"\d+ (passed|failed|skipped|"
+                                                          r"tests? collected|error)", ln)]
+    return lines[-1] if lines else ""
+
+
+# =============================================================================================
+# usage errors
+# =============================================================================================
+
+
+@pytest.mark.parametrize("option,valid", [
+    ("--backend=nope", backend_names()),
+    ("--grid=nope", grid_names()),
+    ("--device=tpu", ["cpu", "cuda", "xpu"]),
+    ("--backend=reference --device=tpu", ["cpu", "cuda", "xpu"]),
+])
+def test_unknown_value_is_a_usage_error_listing_valid_values(option, valid):
+    p = run_pytest(*shlex.split(option), "--collect-only", "-q")
+    assert p.returncode == 4, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+    bad = option.split()[-1].split("=")[1]
+    assert repr(bad) in p.stderr or bad in p.stderr, p.stderr
+    for v in valid:
+        assert v in p.stderr, (v, p.stderr)
+    assert "collected" not in p.stdout
+
+
+@pytest.mark.parametrize("bad", ["garbage", "op|w=tensor,a=tensor|e4m3|bf16|bias=none|M1xN1"
+                                 "|b=kn-t|sa=[],sb=[]|set=gauss", NK_ID.replace("e4m3", "e9m9")])
+def test_malformed_case_is_a_usage_error(bad):
+    p = run_pytest("--backend=reference", f"--case={bad}", "--collect-only", "-q")
+    assert p.returncode == 4, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+    assert "--case" in p.stderr and bad[:20] in p.stderr, p.stderr
+
+
+# =============================================================================================
+# runs and the header
+# =============================================================================================
+
+
+def test_smoke_grid_with_reference_passes_and_header_names_it():
+    p = run_pytest("--grid=smoke", "--backend=reference", "conformance")
+    assert p.returncode == 0, p.stdout[-3000:]
+    header = [ln for ln in p.stdout.splitlines() if ln.startswith("fp8 conformance:")]
+    assert len(header) == 1, p.stdout[:2000]
+    assert "backend=reference" in header[0] and "grid=smoke" in header[0]
+    assert "device=cpu" in header[0] and "seed=0" in header[0]
+    assert "accumulation profile: exact" in p.stdout
+    assert re.search(rf"\b{len(SMOKE)} passed\b", summary(p.stdout)), summary(p.stdout)
+    assert not re.search(r"failed|skipped|error", summary(p.stdout)), summary(p.stdout)
+
+
+def test_default_backend_is_named_in_the_header():
+    want_backend, want_device = default_backend_and_device()
+    assert want_backend == "torch"  # torch is installed: torch on cpu is this machine's best
+    p = run_pytest("--grid=smoke", "--collect-only")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    header = [ln for ln in p.stdout.splitlines() if ln.startswith("fp8 conformance:")]
+    assert len(header) == 1
+    assert f"backend={want_backend} device={want_device} grid=smoke" in header[0], header
+
+
+def test_case_option_collects_exactly_one_test():
+    p = run_pytest("--backend=reference", f"--case={ONE_ID}", "--collect-only", "-q",
+                   "conformance")
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    assert re.search(r"\b1 tests? collected\b", p.stdout), p.stdout[-2000:]
+    items = [ln for ln in p.stdout.splitlines() if "::" in ln]
+    assert len(items) == 1 and ONE_ID in items[0]
+
+
+def test_failure_rerun_line_reruns_exactly_that_case(plugin_dir):
+    p = run_pytest("--grid=smoke", "--backend=broken-ulp", "conformance", "-rf",
+                   plugin_dir=plugin_dir)
+    assert p.returncode == 1, p.stdout[-3000:] + p.stderr[-2000:]
+    reruns = re.findall(r"^\s*rerun: (.*)$", p.stdout, flags=re.M)
+    assert reruns, p.stdout[-3000:]
+    failed = re.search(r"(\d+) failed", summary(p.stdout))
+    assert failed and int(failed.group(1)) >= len(SMOKE) - 3, summary(p.stdout)
+    argv = shlex.split(reruns[0])
+    assert argv[:2] == ["pytest", "conformance"] and "--backend=broken-ulp" in argv
+    case_id = next(a for a in argv if a.startswith("--case=")).split("=", 1)[1]
+    assert case_id in {c.id for c in SMOKE}
+    assert f"case {case_id} FAILED" in p.stdout
+    q = run_pytest(*argv[1:], plugin_dir=plugin_dir)
+    assert q.returncode == 1, q.stdout[-3000:]
+    assert re.search(r"\b1 failed\b", summary(q.stdout)), summary(q.stdout)
+    assert "passed" not in summary(q.stdout)
+    assert re.findall(r"^\s*rerun: (.*)$", q.stdout, flags=re.M) == [reruns[0]]
+
+
+# =============================================================================================
+# skips by reason
+# =============================================================================================
+
+
+def _skip_section(stdout: str) -> Counter:
+    m = re.search(r"=+ skips by reason =+\n(.*?)(?:\n=|\Z)", stdout, flags=re.S)
+    assert m, stdout[-3000:]
+    out = Counter()
+    for ln in m.group(1).splitlines():
+        if not ln.strip():
+            continue
+        n, _, reason = ln.strip().partition("  ")
+        out[reason.strip()] += int(n)
+    return out
+
+
+def test_torch_skip_of_nk_layout_is_counted():
+    p = run_pytest("--backend=torch", f"--case={NK_ID}", "conformance")
+    assert p.returncode == 0, p.stdout[-3000:]
+    assert re.search(r"\b1 skipped\b", summary(p.stdout)), summary(p.stdout)
+    tally = _skip_section(p.stdout)
+    assert list(tally.values()) == [1], tally
+    (reason,) = tally
+    assert reason.startswith("torch/cpu: weight layout 'nk' not accepted"), reason
+
+
+@pytest.mark.parametrize("xdist", [False, True], ids=["serial", "xdist-2"])
+def test_skip_reasons_are_counted_per_reason(plugin_dir, xdist):
+    args = ["--grid=smoke", "--backend=picky", "conformance"] + (["-n", "2"] if xdist else [])
+    p = run_pytest(*args, plugin_dir=plugin_dir)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+    want = Counter(f"picky/cpu: picky: M={c.M} is not 17" for c in SMOKE if c.M != 17)
+    assert _skip_section(p.stdout) == want
+    n_run = sum(c.M == 17 for c in SMOKE)
+    assert re.search(rf"\b{n_run} passed, {sum(want.values())} skipped\b", summary(p.stdout)), \
+        summary(p.stdout)
+
+
+def test_no_skip_section_without_skips():
+    p = run_pytest("--backend=reference", f"--case={ONE_ID}", "conformance")
+    assert p.returncode == 0, p.stdout[-3000:]
+    assert "skips by reason" not in p.stdout
