@@ -192,8 +192,9 @@ def scaled_mm_exact(
     c = np.zeros((1, 1)) if bias is None else np.asarray(bias, np.float64).reshape(1, -1)
 
     # Rows/columns touched by a non-finite input follow IEEE arithmetic; the rest is exact.
-    bad_row = ~np.isfinite(a).all(axis=1)[:, None] | ~np.isfinite(sa)
-    bad_col = ~np.isfinite(b).all(axis=0)[None, :] | ~np.isfinite(sb) | ~np.isfinite(c)
+    bad_row = _nonfinite_codes(a_codes, fmt_a).any(axis=1)[:, None] | ~np.isfinite(sa)
+    bad_col = _nonfinite_codes(b_codes, fmt_b).any(axis=0)[None, :] | ~np.isfinite(sb)
+    bad_col = bad_col | ~np.isfinite(c)
     special = bad_row | bad_col
     if special.any():
         with np.errstate(invalid="ignore", over="ignore"):
@@ -208,6 +209,18 @@ def scaled_mm_exact(
         special = np.broadcast_to(special, (m, n))
         y = np.where(special, round_to_format(np.broadcast_to(ieee, (m, n)), out), y)
     return y
+
+
+def _nonfinite_codes(codes: np.ndarray, fmt: str) -> np.ndarray:
+    """Boolean mask of NaN/inf codes, computed on the 1-byte codes (cheaper than on floats)."""
+    f = get_format(fmt)
+    codes = np.asarray(codes)
+    if f.special == "fnuz":
+        return codes == 0x80
+    low = codes & 0x7F
+    if f.special == "fn":
+        return low == 0x7F
+    return low >= ((1 << f.exp_bits) - 1) << f.man_bits  # ieee: all-ones exponent
 
 
 def _as_column(scale, n: int) -> np.ndarray:
