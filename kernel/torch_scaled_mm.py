@@ -62,6 +62,9 @@ CAPABILITIES = {
             (_rowwise_bf16, "row-wise scaling on cuda needs bf16 output"),
         ),
     ),
+    # Not measured: no XPU was available. Mirrors oneDNN on cpu for the OCP formats; the
+    # first XPU run must confirm it (an accepted-but-wrong case fails, a rejection shows up
+    # as "kernel raised").
     "xpu": Capability(
         formats=frozenset(product(_OCP, _OCP)),
         layouts=frozenset({"kn-t", "kn"}),
