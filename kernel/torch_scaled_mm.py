@@ -121,11 +121,14 @@ class TorchScaledMM(Adapter):
             t = torch.from_numpy(np.asarray(codes))  # keeps the NumPy strides (layout)
             return t.view(getattr(torch, _TORCH_FMT[fmt])).to(device)
 
+        def fresh(x):
+            # A new tensor with torch's default strides: NumPy gives an empty [0,1] array
+            # strides (0, 0), which _scaled_mm rejects ("scale_a.stride(1) to be 1").
+            return torch.empty(x.shape, dtype=torch.float32).copy_(torch.from_numpy(x)).to(device)
+
         kw = dict(
-            # torch.tensor copies into torch's own contiguous strides (NumPy gives an empty
-            # [0,1] array strides (0, 0), which _scaled_mm rejects).
-            scale_a=torch.tensor(data.scale_a).to(device),
-            scale_b=torch.tensor(data.scale_b).to(device),
+            scale_a=fresh(data.scale_a),
+            scale_b=fresh(data.scale_b),
             out_dtype=getattr(torch, _TORCH_OUT[c.out]),
             use_fast_accum=self.fast_accum,
         )
