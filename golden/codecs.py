@@ -18,6 +18,7 @@ from .formats import FloatFormat, get_format
 
 __all__ = [
     "round_to_format",
+    "round_unbounded",
     "encode",
     "decode",
     "decode_table",
@@ -51,19 +52,28 @@ def _check_overflow(overflow: str) -> None:
         raise ValueError(f"overflow={overflow!r} is not one of {OVERFLOW_MODES}")
 
 
-def round_to_format(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.ndarray:
-    """Round float64 ``x`` to the nearest value of ``fmt`` (ties to even), returned as float64.
+def round_unbounded(x, fmt: FloatFormat | str) -> np.ndarray:
+    """``x`` rounded to nearest-even at ``fmt``'s precision and subnormal range, with the
+    exponent unbounded above (no overflow handling), as float64.
 
     Exact: the quantum of each element is a power of two, so scaling by it is exact and
     ``np.rint`` (IEEE round-half-even) does the only rounding.
     """
     fmt = get_format(fmt)
-    _check_overflow(overflow)
     x = np.asarray(x, dtype=np.float64)
     with np.errstate(invalid="ignore", over="ignore"):
         _, e = np.frexp(x)  # |x| = m * 2**e, m in [0.5, 1)
         q = np.maximum(e - 1, fmt.emin) - fmt.man_bits  # quantum (ulp) exponent per element
-        r = np.asarray(np.ldexp(np.rint(np.ldexp(x, -q)), q))
+        return np.asarray(np.ldexp(np.rint(np.ldexp(x, -q)), q))
+
+
+def round_to_format(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.ndarray:
+    """Round float64 ``x`` to the nearest value of ``fmt`` (ties to even), returned as float64."""
+    fmt = get_format(fmt)
+    _check_overflow(overflow)
+    x = np.asarray(x, dtype=np.float64)
+    r = round_unbounded(x, fmt)
+    with np.errstate(invalid="ignore"):
         over = np.abs(r) > fmt.max  # also true for +-inf inputs, false for NaN
     if over.any():
         if overflow == "saturate":

@@ -24,7 +24,7 @@ from fractions import Fraction
 
 import numpy as np
 
-from .codecs import decode, round_to_format, spacing
+from .codecs import decode, round_to_format, round_unbounded, spacing
 from .formats import FloatFormat, get_format
 
 __all__ = [
@@ -131,14 +131,6 @@ def _round_fraction(v: Fraction, fmt: FloatFormat) -> float:
     return -r if neg else r
 
 
-def _apply_overflow(r: np.ndarray, fmt: FloatFormat) -> np.ndarray:
-    """Map values rounded with an unbounded exponent to inf past ``fmt.max`` (IEEE outputs)."""
-    over = np.abs(r) > fmt.max
-    if over.any():
-        r = np.where(over, np.copysign(np.inf, r), r)
-    return r
-
-
 def round_sum_exact(terms, p, c, fmt: FloatFormat | str) -> np.ndarray:
     """Correctly rounded ``p * sum(terms) + c`` per element, by exact rational arithmetic.
 
@@ -154,7 +146,7 @@ def round_sum_exact(terms, p, c, fmt: FloatFormat | str) -> np.ndarray:
     for i in range(len(pp)):
         exact = Fraction(pp[i]) * sum(Fraction(t[i]) for t in ts) + Fraction(cc[i])
         out[i] = _round_fraction(exact, fmt)
-    return _apply_overflow(out, fmt).reshape(shape)
+    return round_to_format(out, fmt).reshape(shape)  # values are exact: only overflow maps
 
 
 def _half_gap(t: np.ndarray, y: np.ndarray, fmt: FloatFormat) -> np.ndarray:
@@ -309,11 +301,11 @@ def _round_general(terms, sa, sb, c, out: FloatFormat, shape) -> np.ndarray:
         # |y - exact| <= (n + 4) u (|p| sum|T_i| + |y|): n-1 for the term sum, 2 for the scale
         # products, 1 for the bias add, plus slack for second-order terms.
         err = (len(terms) + 4) * _U * (np.abs(p) * absum + np.abs(y))
-        t_ext = _round_unbounded(y, out)
+        t_ext = round_unbounded(y, out)
         d = np.abs(y - t_ext)
         safe = (d + err < _half_gap(t_ext, y, out)) & (err < _min_quarter_gap(t_ext, out))
         safe &= np.isfinite(y)
-    t = _apply_overflow(t_ext, out)
+    t = round_to_format(t_ext, out)  # t_ext is representable: only overflow maps to inf
     t = np.broadcast_to(t, shape).copy()
     if not safe.all():
         idx = np.nonzero(~np.broadcast_to(safe, shape))
@@ -325,14 +317,6 @@ def _round_general(terms, sa, sb, c, out: FloatFormat, shape) -> np.ndarray:
             out,
         )
     return t
-
-
-def _round_unbounded(y: np.ndarray, fmt: FloatFormat) -> np.ndarray:
-    """Round to ``fmt``'s precision and subnormal range with no overflow (exponent unbounded)."""
-    _, e = np.frexp(y)
-    q = np.maximum(e - 1, fmt.emin) - fmt.man_bits
-    with np.errstate(invalid="ignore"):
-        return np.ldexp(np.rint(np.ldexp(y, -q)), q)
 
 
 def _min_quarter_gap(t: np.ndarray, fmt: FloatFormat) -> np.ndarray:
