@@ -29,10 +29,21 @@ def pytest_generate_tests(metafunc):
     plugin.generate_tests(metafunc)
 
 
+def pytest_ignore_collect(collection_path, config):
+    """Collect the store-coverage test only in default-grid runs."""
+    return plugin.ignore_coverage(collection_path, config)
+
+
 @pytest.fixture(scope="session")
 def adapter(pytestconfig):
     """The kernel adapter under test."""
     return pytestconfig._fp8_adapter
+
+
+@pytest.fixture(scope="session")
+def golden_store(pytestconfig):
+    """The golden store, or None with --no-golden."""
+    return pytestconfig._fp8_store
 
 
 @pytest.fixture(scope="session")

@@ -1,18 +1,24 @@
 """Benchmarks of the suite itself; figures are printed, never asserted.
 
     python -m conformance.bench reference [--top 2] [--m 8192]
+    python -m conformance.bench golden [--grid default] [--backend B]
 
 ``reference``: for the largest (by FLOPs) shapes of the ``llm`` grid at M = ``--m``, the time
 of the exact reference (``golden.matmul.scaled_mm_exact``: decode, exact GEMM, correct
 rounding to bf16, per-token x per-channel scales) over the time of a bare float64 GEMM of the
 same shape, measured in the same run (GEMM, reference, GEMM; the ratio uses the mean of the two
 GEMMs). Target: 1.3 or less.
+
+``golden``: wall time of ``pytest -n auto --grid=G`` reading the golden store over the same
+run with ``--no-golden`` (every case computed), same backend, measured back to back.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -55,6 +61,22 @@ def bench_reference(top: int, m: int) -> list[dict]:
     return rows
 
 
+def bench_golden(grid: str, backend: str | None) -> dict:
+    """Wall seconds of the grid with and without the store (pytest in subprocesses)."""
+    base = [sys.executable, "-m", "pytest", "-n", "auto", "-q", f"--grid={grid}",
+            "-p", "no:randomly"] + ([f"--backend={backend}"] if backend else [])
+    times = {}
+    for label, extra in (("with store", []), ("without store", ["--no-golden"])):
+        t0 = time.perf_counter()
+        proc = subprocess.run(base + extra, capture_output=True, text=True)
+        times[label] = time.perf_counter() - t0
+        last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+        print(f"  {label:>14}: {times[label]:7.1f} s   [{last.strip('= ')}] (exit {proc.returncode})")
+        if proc.returncode not in (0, 1):
+            raise SystemExit(f"pytest exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return times
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m conformance.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -62,7 +84,16 @@ def main(argv=None) -> int:
     r = sub.add_parser("reference", help="reference time over a bare float64 GEMM")
     r.add_argument("--top", type=int, default=2, help="how many of the largest llm shapes")
     r.add_argument("--m", type=int, default=8192, help="M (tokens); the llm grid's largest is 8192")
+    gs = sub.add_parser("golden", help="default grid with the golden store over without it")
+    gs.add_argument("--grid", default="default")
+    gs.add_argument("--backend", default=None, help="default: the best on this machine")
     args = p.parse_args(argv)
+    if args.what == "golden":
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores; grid {args.grid}")
+        t = bench_golden(args.grid, args.backend)
+        ratio = t["with store"] / t["without store"]
+        print(f"golden store ratio (with / without): {ratio:.3f}")
+        return 0
     if args.top < 1 or args.m < 1:
         p.error(f"--top and --m must be positive (got --top={args.top}, --m={args.m})")
 

@@ -7,12 +7,13 @@ from collections import Counter
 
 import pytest
 
-from golden.cases import Case, CaseError
+from golden.cases import Case, CaseError, build
+from golden.store import Store, StoreError, output_hash
 from kernel.registry import backend_names, default_backend_and_device, get_backend
 
 from .matrix import grid, grid_names
 
-__all__ = ["addoption", "configure", "report_header", "generate_tests", "SkipTally"]
+__all__ = ["addoption", "configure", "report_header", "generate_tests", "case_data", "SkipTally"]
 
 
 def addoption(parser) -> None:
@@ -24,6 +25,11 @@ def addoption(parser) -> None:
     g.addoption("--grid", default="default", help="case grid: " + ", ".join(grid_names()))
     g.addoption("--seed", default=0, type=int, help="input seed (default 0)")
     g.addoption("--case", default=None, help="run only this case id (see a failure's rerun line)")
+    g.addoption("--golden", dest="golden", action="store_true", default=True,
+                help="read inputs and expected outputs from the golden store where it covers "
+                     "the case (the default)")
+    g.addoption("--no-golden", dest="golden", action="store_false",
+                help="compute every case with the reference instead of reading the store")
 
 
 def configure(config) -> None:
@@ -49,13 +55,38 @@ def configure(config) -> None:
         except CaseError as exc:
             raise pytest.UsageError(f"--case: {exc}") from None
     config._fp8_adapter = adapter
+    config._fp8_store = None
+    if opt.golden:
+        try:
+            store = Store()
+            _ = store.manifest  # read and check now: a bad manifest is a setup error
+        except StoreError as exc:
+            raise pytest.UsageError(f"golden store: {exc} (or run with --no-golden)") from None
+        config._fp8_store = store
+
+
+def case_data(case: Case, seed: int, store: Store | None):
+    """The case's inputs and reference: from the store where it holds the case (stored file,
+    or the hash of the reference output for hash-only cases), else computed."""
+    entry = store.entry(case.id) if store is not None and seed == store.seed else None
+    if entry is not None and entry.get("kind") == "stored":
+        return store.load(case)
+    data = build(case, seed)
+    if entry is not None and output_hash(data.expected, case.out) != entry.get("sha256"):
+        raise StoreError(f"case {case.id}: the reference output's hash differs from "
+                         f"{store.manifest_path} (the reference changed; if on purpose, bump "
+                         "golden.REFERENCE_VERSION and run `python -m golden generate`)")
+    return data
 
 
 def report_header(config) -> list[str]:
     opt = config.option
     adapter = config._fp8_adapter
+    store = config._fp8_store
+    golden = (f"golden store ({len(store.manifest['cases'])} cases)" if store is not None
+              else "no golden store (computed)")
     lines = [f"fp8 conformance: backend={opt.backend} device={opt.device} grid={opt.grid} "
-             f"seed={opt.seed}" + (f" case={opt.case}" if opt.case else "")]
+             f"seed={opt.seed}" + (f" case={opt.case}" if opt.case else "") + f"; {golden}"]
     why = adapter.why_unavailable(opt.device)
     if why:
         lines.append(f"  NOTE: {why}; its cases will be skipped")
@@ -71,6 +102,15 @@ def generate_tests(metafunc) -> None:
     opt = metafunc.config.option
     cases = [Case.from_id(opt.case)] if opt.case else grid(opt.grid)
     metafunc.parametrize("case", cases, ids=[c.id for c in cases])
+
+
+def ignore_coverage(collection_path, config) -> bool | None:
+    """The store-coverage module belongs to full `default`-grid runs, not to --case reruns
+    or other grids (whose counts it would otherwise change)."""
+    if collection_path.name != "test_golden_store.py":
+        return None
+    opt = config.option
+    return True if (opt.grid != "default" or opt.case) else None
 
 
 class SkipTally:

@@ -4,19 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from golden.cases import build
+from golden.store import StoreError
 from kernel.base import Unsupported
 
 from .checks import judge, rerun_command
+from .plugin import case_data
 
 
-def test_scaled_mm(case, adapter, device, seed, record_property):
+def test_scaled_mm(case, adapter, device, seed, golden_store, record_property):
     """The kernel's output is within the declared profile's bound of the exact reference."""
     reason = adapter.why_not(case, device)
     if reason:
         pytest.skip(f"{adapter.name}/{device}: {reason}")
     rerun = rerun_command(case.id, adapter.name, device, seed)
-    data = build(case, seed)
+    try:
+        data = case_data(case, seed, golden_store)
+    except StoreError as exc:
+        pytest.fail(f"golden store: {exc}\n  rerun without the store: {rerun} --no-golden",
+                    pytrace=False)
     try:
         run = adapter.run(data, device)
     except Unsupported as exc:
