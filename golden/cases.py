@@ -232,11 +232,16 @@ class CaseData:
         return np.ascontiguousarray(self.b_kn.T)
 
 
+def scale_shape(spec: str, M: int, N: int) -> tuple:
+    """The array shape a scale-shape spec (``[]``, ``[1]``, ``[M,1]``, ...) names."""
+    return {"[]": (), "[1]": (1,), "[M,1]": (M, 1), "[N]": (N,), "[1,N]": (1, N),
+            "[N,1]": (N, 1)}[spec]
+
+
 def _shape_scale(values: np.ndarray, spec: str, M: int, N: int) -> np.ndarray:
     """float32 scale array in the case's shape; ``values`` holds 1 or M/N entries."""
     v = np.asarray(values, np.float32).reshape(-1)
-    target = {"[]": (), "[1]": (1,), "[M,1]": (M, 1), "[N]": (N,), "[1,N]": (1, N),
-              "[N,1]": (N, 1)}[spec]
+    target = scale_shape(spec, M, N)
     size = int(np.prod(target, dtype=np.int64))
     if v.size == 1 and size != 1:
         v = np.repeat(v, size)  # a per-tensor scale handed over expanded, as callers do

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from . import GENERATOR_VERSION, REFERENCE_VERSION
-from .cases import Case, CaseData, CaseError, build
+from .cases import Case, CaseData, CaseError, build, scale_shape
 from .codecs import decode, encode
 
 __all__ = [
@@ -130,11 +130,6 @@ def _expected_layout(case: Case, arrays_scale_shapes) -> dict[str, tuple[np.dtyp
     return lay
 
 
-def _scale_shape(spec: str, M: int, N: int) -> tuple:
-    return {"[]": (), "[1]": (1,), "[M,1]": (M, 1), "[N]": (N,), "[1,N]": (1, N),
-            "[N,1]": (N, 1)}[spec]
-
-
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> bytes:
     """Write ``arrays`` as a byte-reproducible .npz (sorted members, fixed timestamps)."""
     buf = io.BytesIO()
@@ -210,8 +205,8 @@ class Store:
             raise StoreError(f"{where}: sha256 differs from the manifest (corrupt or edited "
                              "file); restore it from git or regenerate")
         arrays = _read_members(blob, where)
-        lay = _expected_layout(case, (_scale_shape(case.sa, case.M, case.N),
-                                      _scale_shape(case.sb, case.M, case.N)))
+        lay = _expected_layout(case, (scale_shape(case.sa, case.M, case.N),
+                                      scale_shape(case.sb, case.M, case.N)))
         if set(arrays) != set(lay):
             raise StoreError(f"{where}: members {sorted(arrays)} != expected {sorted(lay)}")
         for name, (dt, shape) in lay.items():
