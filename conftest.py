@@ -6,6 +6,7 @@ Hooks live in ``conformance/plugin.py``; this file only registers them.
 import pytest
 
 from conformance import plugin
+from conformance.tracking import Tracker, parse_shard
 
 
 def pytest_addoption(parser):
@@ -14,9 +15,15 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    """Validate options and register the skip-reason summary."""
+    """Validate options; register the skip-reason summary and the per-case tracker (its
+    xdist hooks only where xdist is loaded)."""
     plugin.configure(config)
+    parse_shard(config.option.shard)
     config.pluginmanager.register(plugin.SkipTally(), "fp8-skip-tally")
+    tracker = Tracker(config)
+    config.pluginmanager.register(tracker, "fp8-tracker")
+    if config.pluginmanager.hasplugin("xdist"):
+        config.pluginmanager.register(tracker.xdist_hooks(), "fp8-tracker-xdist")
 
 
 def pytest_report_header(config):
@@ -54,3 +61,9 @@ def device(pytestconfig):
 @pytest.fixture(scope="session")
 def seed(pytestconfig):
     return pytestconfig.option.seed
+
+
+@pytest.fixture(scope="session")
+def timing_reps(pytestconfig):
+    """Timed kernel calls per case (--timing-reps)."""
+    return pytestconfig.option.timing_reps

@@ -29,6 +29,7 @@ class Verdict:
     failures: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
     worst: dict | None = None
+    checks: list[str] = field(default_factory=list)  # short names of the failed checks
 
     def message(self, case_id: str, rerun: str) -> str:
         lines = [f"case {case_id} FAILED: " + "; ".join(self.failures)]
@@ -62,16 +63,22 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
     exp = data.expected
     got = np.asarray(got, np.float64)
     if got.shape != exp.shape:
-        return Verdict(False, [f"output shape {got.shape} != expected {exp.shape} (M, N)"])
+        return Verdict(False, [f"output shape {got.shape} != expected {exp.shape} (M, N)"],
+                       checks=["shape"])
     if exp.size == 0:
         return Verdict(True, metrics={"elements": 0})
 
-    failures = []
+    failures, checks = [], []
+
+    def fail(check: str, message: str) -> None:
+        checks.append(check)
+        failures.append(message)
+
     nan_e, nan_g = np.isnan(exp), np.isnan(got)
     if (nan_e & ~nan_g).any():
-        failures.append(f"{int((nan_e & ~nan_g).sum())} elements should be NaN and are not")
+        fail("nan", f"{int((nan_e & ~nan_g).sum())} elements should be NaN and are not")
     if (nan_g & ~nan_e).any():
-        failures.append(f"{int((nan_g & ~nan_e).sum())} elements are NaN where Y* is finite")
+        fail("nan", f"{int((nan_g & ~nan_e).sum())} elements are NaN where Y* is finite")
 
     both = ~nan_e & ~nan_g
     exp_x = extended(exp, c.out)
@@ -89,16 +96,16 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
         use = np.where(err == 0, 0.0, err / bound)
     over = both & (err > bound)
     if over.any():
-        failures.append(f"{int(over.sum())} of {exp.size} elements exceed the {profile.name} bound")
+        fail("bound", f"{int(over.sum())} of {exp.size} elements exceed the {profile.name} bound")
 
     signed = np.where(err == 0, 0.0, got_x - exp_x)  # matching infinities: no error
     stats = statistics(np.where(both, signed, np.nan), bound)
     if stats["count"] >= 16 and not profile.exact:
         if not stats["variance_ok"]:
-            failures.append(f"variance check: sum z^2 = {stats['sum_z2']:.4g} > 0.4 T = "
+            fail("variance", f"variance check: sum z^2 = {stats['sum_z2']:.4g} > 0.4 T = "
                             f"{0.4 * stats['count']:.4g}")
         if not stats["bias_ok"]:
-            failures.append(f"signed-bias check: |sum z| = {abs(stats['sum_z']):.4g} > 2 sqrt(T) = "
+            fail("signed-bias", f"signed-bias check: |sum z| = {abs(stats['sum_z']):.4g} > 2 sqrt(T) = "
                             f"{2 * math.sqrt(stats['count']):.4g}")
 
     ulps = err / ulp(np.where(both, exp_x, 0.0), c.out)
@@ -127,7 +134,7 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
         worst = {"m": int(mi), "n": int(ni), "got": float(got[mi, ni]),
                  "expected": float(exp[mi, ni]), "bound": 0.0, "error": math.nan,
                  "ulps": math.nan}
-    return Verdict(not failures, failures, metrics, worst)
+    return Verdict(not failures, failures, metrics, worst, checks)
 
 
 def _unrounded(data: CaseData, idx) -> np.ndarray:

@@ -30,6 +30,16 @@ def addoption(parser) -> None:
                      "the case (the default)")
     g.addoption("--no-golden", dest="golden", action="store_false",
                 help="compute every case with the reference instead of reading the store")
+    g.addoption("--report-dir", default="reports",
+                help="where tolerance.json/.md/.html go (default reports/)")
+    g.addoption("--shard", default=None, metavar="I/N",
+                help="run only shard I of N (deterministic by test id); join the shard reports "
+                     "with `python -m conformance.report merge`")
+    g.addoption("--timing-reps", default=None, type=int, metavar="R",
+                help="timed kernel calls per case after one warm-up, median reported "
+                     "(default: 10 on cuda/xpu, 3 on cpu; 0 times the single call)")
+    g.addoption("--progress-interval", default=30.0, type=float, metavar="S",
+                help="seconds between worst-so-far progress lines (default 30; 0: none)")
 
 
 def configure(config) -> None:
@@ -49,6 +59,10 @@ def configure(config) -> None:
         opt.device = devs[0] if devs else "cpu"
     if opt.device not in ("cpu", "cuda", "xpu"):
         raise pytest.UsageError(f"--device={opt.device!r} is unknown; valid devices: cpu, cuda, xpu")
+    if opt.timing_reps is None:
+        opt.timing_reps = 10 if opt.device in ("cuda", "xpu") else 3
+    if opt.timing_reps < 0:
+        raise pytest.UsageError(f"--timing-reps={opt.timing_reps}: must be >= 0")
     if opt.case is not None:
         try:
             Case.from_id(opt.case)

@@ -66,7 +66,7 @@ class Capability:
 
 @dataclass
 class KernelRun:
-    """A kernel's output (float64 values) and how long one call took (median, seconds)."""
+    """A kernel's output (float64 values) and its time per call in seconds (see ``run``)."""
 
     values: np.ndarray
     seconds: float | None = None
@@ -89,8 +89,12 @@ class Adapter(abc.ABC):
         """The capability table on ``device``."""
 
     @abc.abstractmethod
-    def run(self, data: CaseData, device: str) -> KernelRun:
-        """Run the kernel on the case's inputs; raise :class:`Unsupported` to skip."""
+    def run(self, data: CaseData, device: str, reps: int = 0) -> KernelRun:
+        """Run the kernel on the case's inputs; raise :class:`Unsupported` to skip.
+
+        With ``reps`` > 0, ``KernelRun.seconds`` is the median of that many further calls
+        (``kernel.timing.median_seconds``; the first call is the warm-up); with 0, the time of
+        the one call."""
 
     def why_unavailable(self, device: str) -> str | None:
         """Why ``device`` cannot be used here (None if it can)."""

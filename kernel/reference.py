@@ -27,8 +27,9 @@ class ReferenceAdapter(Adapter):
             profile="exact",
         )
 
-    def run(self, data: CaseData, device: str) -> KernelRun:
-        """Recompute Y* from the inputs exactly as a kernel receives them (layout, shapes)."""
+    def run(self, data: CaseData, device: str, reps: int = 0) -> KernelRun:
+        """Recompute Y* from the inputs exactly as a kernel receives them (layout, shapes).
+        One call whatever ``reps`` says: its time is the reference's own cost."""
         c = data.case
         b = data.b()
         b_kn = b.T if c.layout == "nk" else b

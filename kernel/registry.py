@@ -24,7 +24,7 @@ def register(name: str):
 
 
 def _load_builtin() -> None:
-    from . import reference, torch_scaled_mm  # noqa: F401  (registration side effect)
+    from . import broken, reference, torch_scaled_mm  # noqa: F401  (registration side effect)
 
 
 def backend_names() -> list[str]:

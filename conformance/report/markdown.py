@@ -1,0 +1,106 @@
+"""``tolerance.md``: a summary that fits a GitHub PR comment (under 65,000 characters)."""
+
+from __future__ import annotations
+
+from ..checks import rerun_command
+from . import summary as S
+
+__all__ = ["render_markdown", "LIMIT"]
+
+LIMIT = 65_000
+_ORDER = ("pass", "fail", "crashed", "error", "skip")
+
+
+def _g(x, spec=".4g") -> str:
+    return format(x, spec) if isinstance(x, int | float) else "-"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def rerun_of(record: dict, env: dict) -> str | None:
+    """The record's rerun line, rebuilt from the envelope where the test gave none."""
+    if record.get("rerun"):
+        return record["rerun"]
+    if record.get("case"):
+        return rerun_command(record["case"], env["backend"], env["device"], env["seed"])
+    return None
+
+
+def render_markdown(report: dict) -> str:
+    env, records = report["envelope"], report["records"]
+    emu = " (**emulated**)" if env["emulated"] else ""
+    shard = f", shard {env['shard']}" if env["shard"] else ""
+    merged = f", merged from shards {', '.join(env['merged_from'])}" if env["merged_from"] else ""
+    v = env["versions"]
+    rev = (env["git"].get("revision") or "no git")[:12] + (" (dirty)" if env["git"].get("dirty") else "")
+    out = [
+        f"## FP8 conformance: `{env['backend']}` on {env['device']}{emu}",
+        "",
+        f"{env['kernel']} on **{env['device_name']}**"
+        + (f" (driver {env['driver']})" if env["driver"] else "")
+        + (f", {env['runtime']}" if env["runtime"] else "")
+        + f"; profile `{env['profile']}`; grid `{env['grid']}`, seed {env['seed']}{shard}{merged}.",
+        f"torch {v.get('torch') or '-'}, vllm {v.get('vllm') or '-'}, numpy {v.get('numpy')}, "
+        f"git {rev}, {env['date']}.",
+        "",
+    ]
+    counts = S.verdict_counts(records)
+    out.append("**" + ", ".join(f"{counts[k]} {k}" for k in _ORDER if counts[k]) + "**")
+    out += ["", "### Verdicts per scheme", "",
+            "| scheme | backend | pass | fail | crashed | error | skip | worst bound use | worst ulps |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    ran = S.ran(records)
+    for sch, c in S.by_scheme(records).items():
+        mine = [r for r in ran if S.scheme(r) == sch]
+        wb = max((r["metrics"].get("bound_use", 0) for r in mine), default=None)
+        wu = max((r["metrics"].get("max_ulps", 0) for r in mine), default=None)
+        out.append(f"| {sch} | {env['backend']} | " + " | ".join(str(c[k]) for k in _ORDER)
+                   + f" | {_g(wb)} | {_g(wu)} |")
+    for metric, label in (("bound_use", "Worst bound use"), ("max_ulps", "Worst error in ulps")):
+        top = S.worst(ran, metric, 1)
+        if top:
+            r = top[0]
+            out += ["", f"**{label}:** {_g(r['metrics'].get(metric))} in `{r['case'] or r['key']}`"]
+    sq = S.sqnr_by_scheme(records)
+    if sq:
+        out += ["", "### SQNR against the unquantized float64 product (layer cases)", "",
+                "| scheme | cases | min dB | median dB |", "|---|---:|---:|---:|"]
+        out += [f"| {s} | {d['n']} | {d['min']:.2f} | {d['median']:.2f} |" for s, d in sq.items()]
+    top = S.worst(records, "bound_use", 10)
+    if top:
+        out += ["", "### Ten worst cases", "",
+                "| # | verdict | bound use | ulps | case | rerun |", "|---:|---|---:|---:|---|---|"]
+        for i, r in enumerate(top, 1):
+            m = r["metrics"]
+            rerun = rerun_of(r, env)
+            out.append(f"| {i} | {r['verdict']} | {_g(m.get('bound_use'))} | {_g(m.get('max_ulps'))} | "
+                       f"`{_cell(r['case'] or r['key'])}` | "
+                       + (f"`{_cell(rerun)}`" if rerun else "-") + " |")
+    failed = [r for r in records if r["verdict"] in ("fail", "crashed", "error")]
+    if failed:
+        out += ["", f"### Failures ({len(failed)})", ""]
+        for r in failed:
+            block = ["<details><summary>" + f"{r['verdict']}: <code>{_html(r['case'] or r['key'])}</code>"
+                     + "</summary>", "", "```", (r["reason"] or "").strip()[:1500], "```", "</details>"]
+            if sum(map(len, out)) + sum(map(len, block)) > LIMIT - 2000:
+                out.append(f"... {len(failed)} failures in all; see tolerance.json")
+                break
+            out += block
+    skips = {}
+    for r in records:
+        if r["verdict"] == "skip":
+            skips[r["reason"]] = skips.get(r["reason"], 0) + 1
+    if skips:
+        out += ["", "<details><summary>Skips by reason</summary>", "",
+                "| cases | reason |", "|---:|---|"]
+        for reason, n in sorted(skips.items(), key=lambda kv: -kv[1])[:40]:
+            out.append(f"| {n} | {_cell(str(reason))[:300]} |")
+        out += ["", "</details>"]
+    text = "\n".join(out) + "\n"
+    return text if len(text) < LIMIT else text[:LIMIT - 80] + "\n\n... (cut to fit a PR comment)\n"
+
+
+def _html(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,82 @@
+"""Aggregates over records that the Markdown and HTML reports share (no formatting here)."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter, defaultdict
+from functools import cache
+
+from golden.cases import Case, CaseError
+
+__all__ = ["case_of", "scheme", "shape", "verdict_counts", "by_scheme", "worst", "finite",
+           "sqnr_by_scheme", "ran"]
+
+
+@cache
+def _parse(case_id: str) -> Case | None:
+    try:
+        return Case.from_id(case_id)
+    except CaseError:
+        return None
+
+
+def case_of(record: dict) -> Case | None:
+    """The record's case, or None for a test that is not a case (or an unparsable id)."""
+    return _parse(record["case"]) if record.get("case") else None
+
+
+def scheme(record: dict) -> str:
+    """``op w=channel a=token``-style scheme label; ``other`` for non-case tests."""
+    c = case_of(record)
+    return f"{c.level} w={c.w} a={c.a}" if c else "other"
+
+
+def shape(record: dict) -> str:
+    c = case_of(record)
+    return f"{c.M}x{c.N}x{c.K}" if c else "-"
+
+
+def verdict_counts(records) -> Counter:
+    return Counter(r["verdict"] for r in records)
+
+
+def by_scheme(records) -> dict[str, Counter]:
+    """Verdict counts per scheme, schemes sorted."""
+    out: dict[str, Counter] = defaultdict(Counter)
+    for r in records:
+        out[scheme(r)][r["verdict"]] += 1
+    return dict(sorted(out.items()))
+
+
+def finite(x) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def ran(records):
+    """Records whose kernel ran and was judged (pass or fail with metrics)."""
+    return [r for r in records if r["verdict"] in ("pass", "fail") and r["metrics"]]
+
+
+def worst(records, metric: str, n: int = 10) -> list[dict]:
+    """The ``n`` records with the largest ``metric`` (failures and crashes first)."""
+    rank = {"crashed": 0, "fail": 1, "error": 2}
+
+    def key(r):
+        v = r["metrics"].get(metric)
+        v = v if isinstance(v, int | float) and not (isinstance(v, float) and math.isnan(v)) else -1
+        return (rank.get(r["verdict"], 3), -v)
+
+    bad = [r for r in records if r["verdict"] in rank or r["verdict"] == "pass"]
+    return sorted(bad, key=key)[:n]
+
+
+def sqnr_by_scheme(records) -> dict[str, dict]:
+    """Per scheme: count, min and median SQNR (dB) over layer cases with a finite SQNR."""
+    vals: dict[str, list[float]] = defaultdict(list)
+    for r in ran(records):
+        v = r["metrics"].get("sqnr_db")
+        if finite(v):
+            vals[scheme(r)].append(v)
+    return {s: {"n": len(v), "min": min(v), "median": statistics.median(v)}
+            for s, v in sorted(vals.items())}

@@ -1,0 +1,264 @@
+"""Per-case records, crash-safe collection under xdist, shards, progress and the report files.
+
+How it works (the same code with and without xdist):
+
+1. Where tests run (an xdist worker, or the only process), ``pytest_runtest_makereport``
+   turns each finished conformance test into a plain-dict record (``report.schema``:
+   verdict, reason, failed checks, the metrics the test stored with ``record_property``).
+   Each record is appended to ``<report-dir>/records/<run>-<worker>.jsonl`` and flushed at
+   once, so a worker that dies loses nothing it had finished.
+2. At the end of a worker, its records go to the controller in ``workeroutput``
+   (``pytest_testnodedown``). The controller then reads the JSON-lines files of the run to
+   recover what crashed workers had finished, and turns xdist's "worker crashed while
+   running" reports into ``crashed`` records.
+3. The controller (or the only process) writes ``tolerance.json``, ``tolerance.md`` and
+   ``tolerance.html``, appends the Markdown to ``$GITHUB_STEP_SUMMARY`` when set, and prints
+   one worst-so-far line every ``--progress-interval`` seconds while the run goes on.
+
+``--shard i/n`` keeps the tests whose node id hashes (blake2b) to ``i - 1`` modulo ``n``: the
+partition depends on nothing but the ids, so every runner computes the same one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from .checks import rerun_command
+from .report import schema
+from .report.envelope import make_envelope
+from .report.write import write_reports
+
+__all__ = ["Tracker", "parse_shard", "in_shard", "case_of_nodeid"]
+
+SUITE_DIR = Path(__file__).resolve().parent
+_REASON_LIMIT = 4000
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/n"`` as ``(i, n)`` with 1 <= i <= n; a bad value raises ``pytest.UsageError``."""
+    if text is None:
+        return None
+    try:
+        i, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise pytest.UsageError(f"--shard={text!r}: expected i/n, e.g. --shard 2/3") from None
+    if not 1 <= i <= n:
+        raise pytest.UsageError(f"--shard={text!r}: need 1 <= i <= n")
+    return i, n
+
+
+def in_shard(nodeid: str, shard: tuple[int, int]) -> bool:
+    """Whether ``nodeid`` belongs to ``shard`` = (i, n)."""
+    i, n = shard
+    h = int.from_bytes(hashlib.blake2b(nodeid.encode(), digest_size=8).digest(), "big")
+    return h % n == i - 1
+
+
+def case_of_nodeid(nodeid: str) -> tuple[str, str | None]:
+    """``(test name, case id or None)`` from a node id like ``path::test_x[<case id>]``."""
+    name = nodeid.rsplit("::", 1)[-1]
+    base, bracket, rest = name.partition("[")
+    return base, (rest[:-1] if bracket and rest.endswith("]") else None)
+
+
+def _record(item, rep, worker: str) -> dict:
+    props = dict(item.user_properties)
+    case = getattr(getattr(item, "callspec", None), "params", {}).get("case")
+    if rep.passed:
+        verdict, reason = "pass", None
+    elif rep.skipped:
+        verdict = "skip"
+        reason = (rep.longrepr[2].removeprefix("Skipped: ") if isinstance(rep.longrepr, tuple)
+                  else str(rep.longrepr))
+    else:
+        verdict = "fail" if rep.when == "call" else "error"
+        reason = rep.longreprtext[:_REASON_LIMIT]
+    checks = props.pop("failed_checks", "")
+    rerun = props.pop("rerun", None)
+    metrics = {k: v for k, v in props.items() if k in schema.METRIC_FIELDS}
+    return schema.encode({
+        "key": item.nodeid,
+        "test": item.originalname,
+        "case": None if case is None else str(case),
+        "verdict": verdict,
+        "reason": reason,
+        "checks": [c for c in checks.split(",") if c],
+        "rerun": rerun,
+        "metrics": metrics,
+        "duration_s": rep.duration,
+        "worker": worker,
+    })
+
+
+class Tracker:
+    """The pytest plugin object; one per process (controller, worker, or the only one)."""
+
+    def __init__(self, config):
+        self.config = config
+        opt = config.option
+        self.report_dir = Path(opt.report_dir)
+        self.records_dir = self.report_dir / "records"
+        self.shard = parse_shard(opt.shard)
+        winput = getattr(config, "workerinput", None)
+        self.is_worker = winput is not None
+        self.worker = winput["workerid"] if winput else "main"
+        self.run_id = (winput or {}).get("fp8_run_id") or (
+            time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6])
+        self.records: dict[str, dict] = {}
+        self.crashed: dict[str, str] = {}
+        self._jsonl = None
+        self._tracked_any = False
+        self.started = time.time()
+        # progress (controller)
+        self.interval = opt.progress_interval
+        self._last_line = time.monotonic()
+        self._done = 0
+        self._failed = 0
+        self._worst: tuple[float, str] | None = None
+
+    # -- selection -------------------------------------------------------------------------
+    def pytest_collection_modifyitems(self, config, items):
+        """Keep only this shard's tests (``--shard``)."""
+        if self.shard is None:
+            return
+        keep, drop = [], []
+        for item in items:
+            (keep if in_shard(item.nodeid, self.shard) else drop).append(item)
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+
+    # -- records, where tests run ----------------------------------------------------------
+    @staticmethod
+    def tracked(item) -> bool:
+        """Conformance tests (modules of ``conformance/``) are tracked; the suite's own tests
+        under ``tests/`` are not."""
+        return Path(item.path).resolve().parent == SUITE_DIR
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item, call):
+        rep = yield
+        if self.tracked(item) and (rep.when == "call" or (rep.when == "setup" and not rep.passed)):
+            self._add(_record(item, rep, self.worker))
+        return rep
+
+    def _add(self, record: dict) -> None:
+        self.records[record["key"]] = record
+        if self._jsonl is None:
+            self.records_dir.mkdir(parents=True, exist_ok=True)
+            path = self.records_dir / f"{self.run_id}-{self.worker}.jsonl"
+            self._jsonl = open(path, "a", encoding="utf-8")  # noqa: SIM115 (closed at finish)
+        self._jsonl.write(json.dumps(record, sort_keys=True) + "\n")
+        self._jsonl.flush()
+
+    # -- xdist: controller side ------------------------------------------------------------
+    def xdist_hooks(self):
+        """The xdist hooks, as a separate plugin (registered only when xdist is loaded)."""
+        tracker = self
+
+        class XdistHooks:
+            def pytest_configure_node(self, node):
+                """Hand the run id to each worker (names its records file)."""
+                node.workerinput["fp8_run_id"] = tracker.run_id
+
+            def pytest_testnodedown(self, node, error):
+                """Take a finished worker's records (a crashed worker has none: see the files)."""
+                for rec in getattr(node, "workeroutput", {}).get("fp8_records", []):
+                    tracker.records[rec["key"]] = rec
+
+        return XdistHooks()
+
+    # -- progress and crashes, on the controller -------------------------------------------
+    def pytest_runtest_logreport(self, report):
+        if self.is_worker:
+            return
+        if report.when == "???" or "crashed while running" in str(report.longrepr or ""):
+            self.crashed[report.nodeid] = str(report.longrepr)
+        elif not (report.when == "call" or (report.when == "setup" and not report.passed)):
+            return
+        self._progress(report)
+
+    def _progress(self, report) -> None:
+        self._done += 1
+        self._failed += report.failed
+        props = dict(report.user_properties)
+        use = props.get("bound_use")
+        if isinstance(use, int | float) and (self._worst is None or use > self._worst[0]):
+            self._worst = (use, case_of_nodeid(report.nodeid)[1] or report.nodeid)
+        if self.interval <= 0 or time.monotonic() - self._last_line < self.interval:
+            return
+        self._last_line = time.monotonic()
+        tr = self.config.pluginmanager.get_plugin("terminalreporter")
+        if tr is None:
+            return
+        total = getattr(tr, "_numcollected", 0) or "?"
+        worst = (f"worst bound use {self._worst[0]:.3g} in {self._worst[1]}" if self._worst
+                 else "no error measured yet")
+        tr.write_line(f"[fp8] {self._done}/{total} done, {self._failed} failed, "
+                      f"{len(self.crashed)} crashed, {time.time() - self.started:.0f} s; {worst}")
+
+    # -- end of session ---------------------------------------------------------------------
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session, exitstatus):
+        if self._jsonl is not None:
+            self._jsonl.close()
+        if self.is_worker:
+            self.config.workeroutput["fp8_records"] = list(self.records.values())
+            return
+        self._recover_from_files()
+        opt = self.config.option
+        for nodeid, message in self.crashed.items():
+            test, case = case_of_nodeid(nodeid)
+            self.records[nodeid] = {
+                "key": nodeid, "test": test, "case": case, "verdict": "crashed",
+                "reason": message, "checks": ["crashed"],
+                "rerun": case and rerun_command(case, opt.backend, opt.device, opt.seed),
+                "metrics": {}, "duration_s": None, "worker": None}
+        if not self.records:
+            return  # no conformance test ran (e.g. the suite's own tests): no report
+        self.paths = write_reports(self.envelope(), list(self.records.values()), self.report_dir)
+        for path in self.records_dir.glob(f"{self.run_id}-*.jsonl"):
+            path.unlink()  # in the report now; files stay only if this process dies first
+
+    def _recover_from_files(self) -> None:
+        for path in sorted(self.records_dir.glob(f"{self.run_id}-*.jsonl")):
+            with open(path, encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        rec = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue  # a line cut short by a dying worker
+                    self.records.setdefault(rec["key"], rec)
+
+    def envelope(self) -> dict:
+        opt = self.config.option
+        args = self.config.invocation_params.args
+        return make_envelope(
+            adapter=self.config._fp8_adapter, device=opt.device,
+            grid="case" if opt.case else opt.grid, seed=opt.seed,
+            shard=None if self.shard is None else f"{self.shard[0]}/{self.shard[1]}",
+            golden=self.config._fp8_store is not None, timing_reps=opt.timing_reps,
+            command=shlex.join(["pytest", *args]) if args is not None else " ".join(sys.argv))
+
+    def pytest_terminal_summary(self, terminalreporter):
+        paths = getattr(self, "paths", None)
+        if not paths:
+            return
+        counts = {}
+        for rec in self.records.values():
+            counts[rec["verdict"]] = counts.get(rec["verdict"], 0) + 1
+        terminalreporter.section("tolerance report")
+        terminalreporter.write_line(
+            ", ".join(f"{n} {v}" for v, n in sorted(counts.items())) + "; written: " +
+            ", ".join(str(p) for p in paths))
+        if os.environ.get("GITHUB_STEP_SUMMARY"):
+            terminalreporter.write_line("Markdown appended to $GITHUB_STEP_SUMMARY")

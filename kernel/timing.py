@@ -1,0 +1,42 @@
+"""Kernel timing: the median of repeated, device-synchronized calls after a warm-up.
+
+On cuda and xpu each call is bracketed by device events (``torch.cuda.Event`` /
+``torch.xpu.Event``), so the figure is device time, not host launch time; on cpu by
+``time.perf_counter`` around the call.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+__all__ = ["median_seconds"]
+
+
+def median_seconds(call: Callable[[], object], device: str, reps: int, warmup: int = 1) -> float:
+    """Median seconds of ``reps`` calls of ``call`` on ``device`` after ``warmup`` untimed ones."""
+    if reps < 1:
+        raise ValueError(f"reps={reps!r}: need at least one timed call")
+    for _ in range(warmup):
+        call()
+    if device in ("cuda", "xpu"):
+        import torch
+
+        mod = getattr(torch, device)
+        mod.synchronize()
+        pairs = []
+        for _ in range(reps):
+            start, end = mod.Event(enable_timing=True), mod.Event(enable_timing=True)
+            start.record()
+            call()
+            end.record()
+            pairs.append((start, end))
+        mod.synchronize()
+        return statistics.median(s.elapsed_time(e) for s, e in pairs) / 1e3
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
