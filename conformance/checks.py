@@ -109,11 +109,16 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
                             f"{2 * math.sqrt(stats['count']):.4g}")
 
     ulps = err / ulp(np.where(both, exp_x, 0.0), c.out)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scale_sum = data.scale_mag * data.absdot + (0.0 if bias is None else np.abs(bias))
+    rel = np.where(both & np.isfinite(scale_sum) & (scale_sum > 0) & np.isfinite(err),
+                   err / np.where(scale_sum > 0, scale_sum, 1.0), 0.0)
     equal = (got == exp) | (nan_e & nan_g)
     metrics = {
         "elements": int(exp.size),
         "max_abs_err": float(err.max()),
         "max_ulps": float(ulps.max()),
+        "rel_err": float(rel.max()),
         "bound_use": float(use.max()),
         "frac_exact": float(equal.mean()),
         "rms_z": math.sqrt(stats["sum_z2"] / stats["count"]) if stats["count"] else 0.0,

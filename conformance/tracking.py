@@ -21,6 +21,7 @@ partition depends on nothing but the ids, so every runner computes the same one.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -118,12 +119,17 @@ class Tracker:
         self._jsonl = None
         self._tracked_any = False
         self.started = time.time()
+        self.start_date = datetime.datetime.now(datetime.UTC)
         # progress (controller)
         self.interval = opt.progress_interval
         self._last_line = time.monotonic()
         self._done = 0
         self._failed = 0
         self._worst: tuple[float, str] | None = None
+        self._session = None
+
+    def pytest_sessionstart(self, session):
+        self._session = session
 
     # -- selection -------------------------------------------------------------------------
     def pytest_collection_modifyitems(self, config, items):
@@ -200,9 +206,11 @@ class Tracker:
         tr = self.config.pluginmanager.get_plugin("terminalreporter")
         if tr is None:
             return
-        total = getattr(tr, "_numcollected", 0) or "?"
+        total = getattr(self._session, "testscollected", 0) or "?"
         worst = (f"worst bound use {self._worst[0]:.3g} in {self._worst[1]}" if self._worst
                  else "no error measured yet")
+        if not getattr(tr, "currentfspath", None):
+            tr.write("\n")  # under xdist the dots leave the cursor mid-line
         tr.write_line(f"[fp8] {self._done}/{total} done, {self._failed} failed, "
                       f"{len(self.crashed)} crashed, {time.time() - self.started:.0f} s; {worst}")
 
@@ -225,7 +233,15 @@ class Tracker:
                 "metrics": {}, "duration_s": None, "worker": None}
         if not self.records:
             return  # no conformance test ran (e.g. the suite's own tests): no report
-        self.paths = write_reports(self.envelope(), list(self.records.values()), self.report_dir)
+        try:
+            self.paths = write_reports(self.envelope(), list(self.records.values()),
+                                       self.report_dir)
+        except Exception as exc:  # the run's verdicts stand; say what was not written
+            self.write_error = f"{type(exc).__name__}: {exc}"
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+            self.paths = [p for p in (self.report_dir / f"tolerance.{e}" for e in ("json", "md"))
+                          if p.exists()]
+            return
         for path in self.records_dir.glob(f"{self.run_id}-*.jsonl"):
             path.unlink()  # in the report now; files stay only if this process dies first
 
@@ -247,10 +263,17 @@ class Tracker:
             grid="case" if opt.case else opt.grid, seed=opt.seed,
             shard=None if self.shard is None else f"{self.shard[0]}/{self.shard[1]}",
             golden=self.config._fp8_store is not None, timing_reps=opt.timing_reps,
-            command=shlex.join(["pytest", *args]) if args is not None else " ".join(sys.argv))
+            command=shlex.join(["pytest", *args]) if args is not None else " ".join(sys.argv),
+            date=self.start_date)
 
     def pytest_terminal_summary(self, terminalreporter):
         paths = getattr(self, "paths", None)
+        error = getattr(self, "write_error", None)
+        if error:
+            terminalreporter.section("tolerance report", red=True)
+            terminalreporter.write_line(f"writing the report failed: {error}; the records are "
+                                        f"in {self.records_dir} (JSON lines)", red=True)
+            return
         if not paths:
             return
         counts = {}

@@ -120,7 +120,7 @@ def format_diff(res: DiffResult, base_name: str, new_name: str, max_growth: floa
         for c in items[:limit]:
             lines.append(f"  {c.kind:8s} {c.detail}")
             lines.append(f"           {c.key}")
-            if c.reason:
+            if c.reason and c.reason.strip():
                 lines.append(f"           {c.reason.strip().splitlines()[0][:200]}")
         if len(items) > limit:
             lines.append(f"  ... and {len(items) - limit} more (--limit to show more)")

@@ -11,6 +11,8 @@ import base64
 import html
 import io
 
+from golden.bounds import get_profile
+
 from . import summary as S
 from .markdown import rerun_of
 
@@ -52,23 +54,42 @@ def _plots(report: dict, extra: list[dict]) -> list[tuple[str, str]]:
     import numpy as np
 
     out = []
-    # 1. error against K, one series per (backend, profile)
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for rep in [report, *extra]:
+    # 1. error against K, one colour per (backend, profile), with the profile's eps(K) line
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    marks = {"fp32": "o", "bf16": "^", "fp16": "s"}
+    kmax = 2
+    for i, rep in enumerate([report, *extra]):
         env = rep["envelope"]
-        pts = [(S.case_of(r).K, r["metrics"].get("max_ulps")) for r in S.ran(rep["records"])
-               if S.case_of(r) and S.finite(r["metrics"].get("max_ulps"))]
-        if pts:
-            k, u = zip(*pts, strict=True)
-            ax.scatter(k, u, s=10, alpha=0.5, label=f"{env['backend']}/{env['device']}: {env['profile']}")
+        color = f"C{i}"
+        pts = [(S.case_of(r), r["metrics"].get("rel_err")) for r in S.ran(rep["records"])
+               if S.case_of(r) and S.finite(r["metrics"].get("rel_err"))]
+        zero = sum(1 for _, v in pts if v == 0)
+        label = f"{env['backend']}/{env['device']}: {env['profile']} ({zero} cases with no error)"
+        for dtype, mk in marks.items():
+            sel = [(c.K, v) for c, v in pts if c.out == dtype and v > 0]
+            if sel:
+                k, v = zip(*sel, strict=True)
+                ax.scatter(k, v, s=12, alpha=0.5, marker=mk, color=color, label=label)
+                label = None
+                kmax = max(kmax, *k)
+        try:
+            prof = get_profile(env["profile"])
+        except ValueError:
+            continue
+        if not prof.exact:
+            ks = np.unique(np.geomspace(1, max(kmax, 2), 60).astype(int))
+            ax.plot(ks, [prof.eps_acc(int(k)) for k in ks], color=color, lw=1,
+                    label=f"{env['profile']}: eps_acc(K), the bound's accumulation term")
     ax.set_xscale("log", base=2)
-    ax.set_yscale("symlog", linthresh=1e-2)
+    ax.set_yscale("log")
     ax.set_xlabel("K")
-    ax.set_ylabel("max error (output ulps)")
-    ax.set_title("Error against K per accumulation profile")
+    ax.set_ylabel("max |Y - Y*| / (|sa sb| sum|A||B| + |bias|)")
+    ax.set_title("Error against K per accumulation profile (o fp32, ^ bf16, s fp16 output)",
+                 fontsize=10)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8)
-    out.append(("Error against K", _png(fig)))
+        ax.legend(fontsize=7)
+    out.append(("Error against K (points above the line: output rounding, not accumulation)",
+                _png(fig)))
 
     ran = S.ran(report["records"])
     # 2. bound-use histogram
@@ -88,7 +109,8 @@ def _plots(report: dict, extra: list[dict]) -> list[tuple[str, str]]:
     # 3. scheme-by-shape heatmap of the worst bound use
     cells: dict[tuple[str, str], list] = {}
     for r in ran:
-        cells.setdefault((S.scheme(r), S.shape(r)), []).append(r)
+        if S.case_of(r) is not None:
+            cells.setdefault((S.scheme(r), S.shape(r)), []).append(r)
     if cells:
         schemes = sorted({s for s, _ in cells})
         shapes = sorted({h for _, h in cells}, key=lambda h: [int(x) for x in h.split("x")])

@@ -58,10 +58,10 @@ def render_markdown(report: dict) -> str:
         wu = max((r["metrics"].get("max_ulps", 0) for r in mine), default=None)
         out.append(f"| {sch} | {env['backend']} | " + " | ".join(str(c[k]) for k in _ORDER)
                    + f" | {_g(wb)} | {_g(wu)} |")
-    for metric, label in (("bound_use", "Worst bound use"), ("max_ulps", "Worst error in ulps")):
-        top = S.worst(ran, metric, 1)
-        if top:
-            r = top[0]
+    for metric, label in (("bound_use", "Worst bound use"), ("max_ulps", "Worst error in ulps"),
+                          ("rel_err", "Worst error relative to sum|A||B|")):
+        r = S.largest(ran, metric)
+        if r is not None:
             out += ["", f"**{label}:** {_g(r['metrics'].get(metric))} in `{r['case'] or r['key']}`"]
     sq = S.sqnr_by_scheme(records)
     if sq:
@@ -78,28 +78,37 @@ def render_markdown(report: dict) -> str:
             out.append(f"| {i} | {r['verdict']} | {_g(m.get('bound_use'))} | {_g(m.get('max_ulps'))} | "
                        f"`{_cell(r['case'] or r['key'])}` | "
                        + (f"`{_cell(rerun)}`" if rerun else "-") + " |")
+    skips_md = _skips(records)
     failed = [r for r in records if r["verdict"] in ("fail", "crashed", "error")]
     if failed:
         out += ["", f"### Failures ({len(failed)})", ""]
+        room = LIMIT - 1000 - len(skips_md)
         for r in failed:
             block = ["<details><summary>" + f"{r['verdict']}: <code>{_html(r['case'] or r['key'])}</code>"
                      + "</summary>", "", "```", (r["reason"] or "").strip()[:1500], "```", "</details>"]
-            if sum(map(len, out)) + sum(map(len, block)) > LIMIT - 2000:
+            if sum(len(x) + 1 for x in out) + sum(len(x) + 1 for x in block) > room:
                 out.append(f"... {len(failed)} failures in all; see tolerance.json")
                 break
             out += block
-    skips = {}
+    out.append(skips_md)
+    text = "\n".join(out) + "\n"
+    return text if len(text) < LIMIT else text[:LIMIT - 80] + "\n\n... (cut to fit a PR comment)\n"
+
+
+def _skips(records) -> str:
+    """The skip-reason table (at most 40 reasons), or an empty string."""
+    skips: dict = {}
     for r in records:
         if r["verdict"] == "skip":
             skips[r["reason"]] = skips.get(r["reason"], 0) + 1
-    if skips:
-        out += ["", "<details><summary>Skips by reason</summary>", "",
-                "| cases | reason |", "|---:|---|"]
-        for reason, n in sorted(skips.items(), key=lambda kv: -kv[1])[:40]:
-            out.append(f"| {n} | {_cell(str(reason))[:300]} |")
-        out += ["", "</details>"]
-    text = "\n".join(out) + "\n"
-    return text if len(text) < LIMIT else text[:LIMIT - 80] + "\n\n... (cut to fit a PR comment)\n"
+    if not skips:
+        return ""
+    rows = ["", "<details><summary>Skips by reason</summary>", "", "| cases | reason |", "|---:|---|"]
+    for reason, n in sorted(skips.items(), key=lambda kv: -kv[1])[:40]:
+        rows.append(f"| {n} | {_cell(str(reason))[:300]} |")
+    if len(skips) > 40:
+        rows.append(f"| ... | {len(skips) - 40} more reasons in tolerance.json |")
+    return "\n".join([*rows, "", "</details>"])
 
 
 def _html(s: str) -> str:

@@ -71,6 +71,8 @@ METRIC_FIELDS = {
     "elements": (int, "output elements M*N"),
     "max_abs_err": (_NUM, "max |Y - Y*| (infinities compared as the overflow threshold)"),
     "max_ulps": (_NUM, "max error in output ulps of Y*"),
+    "rel_err": (_NUM, "max error / (|sa sb| sum_k |A||B| + |bias|): the error against the size "
+                      "of the sum, what an accumulation profile's eps(K) predicts"),
     "bound_use": (_NUM, "max error / per-element bound (1 is the limit)"),
     "frac_exact": (_NUM, "fraction of elements equal to the correctly rounded Y*"),
     "rms_z": (_NUM, "RMS of the normalized error z = (Y - Y*) / bound"),
@@ -124,7 +126,8 @@ def _check_fields(obj: dict, table: dict, where: str, required: bool = True) -> 
         value = obj[name]
         if table is METRIC_FIELDS and isinstance(value, str) and value in _NONFINITE:
             continue
-        if not isinstance(value, types) or (isinstance(value, bool) and types in (_NUM, _OPT_NUM)):
+        allowed = types if isinstance(types, tuple) else (types,)
+        if not isinstance(value, allowed) or (isinstance(value, bool) and bool not in allowed):
             raise ReportError(f"{where}: field {name!r} = {value!r} has type "
                               f"{type(value).__name__}")
 
@@ -167,10 +170,12 @@ def load(path) -> dict:
     if path.is_dir():
         path = path / "tolerance.json"
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ReportError(f"{path}: cannot read ({exc.strerror}); pass a tolerance.json or its "
                           "report directory") from None
+    except UnicodeDecodeError:
+        raise ReportError(f"{path}: not valid JSON (not UTF-8 text)") from None
     try:
         report = json.loads(text)
     except json.JSONDecodeError as exc:

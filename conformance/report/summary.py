@@ -10,7 +10,7 @@ from functools import cache
 from golden.cases import Case, CaseError
 
 __all__ = ["case_of", "scheme", "shape", "verdict_counts", "by_scheme", "worst", "finite",
-           "sqnr_by_scheme", "ran"]
+           "sqnr_by_scheme", "ran", "largest"]
 
 
 @cache
@@ -69,6 +69,13 @@ def worst(records, metric: str, n: int = 10) -> list[dict]:
 
     bad = [r for r in records if r["verdict"] in rank or r["verdict"] == "pass"]
     return sorted(bad, key=key)[:n]
+
+
+def largest(records, metric: str) -> dict | None:
+    """The record with the largest finite-or-inf (not NaN) ``metric``, or None."""
+    have = [r for r in records if isinstance(r["metrics"].get(metric), int | float)
+            and not math.isnan(r["metrics"][metric])]
+    return max(have, key=lambda r: r["metrics"][metric], default=None)
 
 
 def sqnr_by_scheme(records) -> dict[str, dict]:

@@ -30,12 +30,12 @@ def write_reports(envelope: dict, records: list[dict], report_dir, step_summary:
     report_dir.mkdir(parents=True, exist_ok=True)
     report = make_report(envelope, records)
     paths = [report_dir / f"tolerance.{ext}" for ext in ("json", "md", "html")]
-    schema.dump(report, paths[0])
+    schema.dump(report, paths[0])  # first: the data survives a rendering failure below
     md = render_markdown(report)
     paths[1].write_text(md, encoding="utf-8")
-    paths[2].write_text(render_html(report, extra), encoding="utf-8")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if step_summary and summary:
         with open(summary, "a", encoding="utf-8") as f:
             f.write(md + "\n")
+    paths[2].write_text(render_html(report, extra), encoding="utf-8")
     return paths
