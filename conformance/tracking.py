@@ -150,6 +150,10 @@ class Tracker:
         under ``tests/`` are not."""
         return Path(item.path).resolve().parent == SUITE_DIR
 
+    def _tracked_nodeid(self, nodeid: str) -> bool:
+        """:meth:`tracked` for a report (the controller has node ids, not items)."""
+        return (self.config.rootpath / nodeid.split("::")[0]).resolve().parent == SUITE_DIR
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
         rep = yield
@@ -185,7 +189,7 @@ class Tracker:
 
     # -- progress and crashes, on the controller -------------------------------------------
     def pytest_runtest_logreport(self, report):
-        if self.is_worker:
+        if self.is_worker or not self._tracked_nodeid(report.nodeid):
             return
         if report.when == "???" or "crashed while running" in str(report.longrepr or ""):
             self.crashed[report.nodeid] = str(report.longrepr)
