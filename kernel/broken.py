@@ -58,8 +58,8 @@ class DegradedAdapter(Adapter):
         with np.errstate(over="ignore", invalid="ignore"):
             for k in range(c.K):
                 acc = _round_bits(acc + a[:, k:k + 1] * b[k:k + 1, :], 11)
-            y = acc * (data.scale_a.reshape(-1, 1) if data.scale_a.size > 1 else data.scale_a.reshape(()))
-            y = y * (data.scale_b.reshape(1, -1) if data.scale_b.size > 1 else data.scale_b.reshape(()))
+            sa, sb = data.scale_a.reshape(-1), data.scale_b.reshape(-1)  # [1], [M] / [1], [N]
+            y = acc * (sa[0] if sa.size == 1 else sa[:, None]) * (sb[0] if sb.size == 1 else sb[None, :])
             if data.bias is not None:
                 y = y + decode(data.bias_bits, c.bias).reshape(1, -1)
         out = round_to_format(y, c.out)
