@@ -2,6 +2,7 @@
 
     python -m conformance.bench reference [--top 2] [--m 8192]
     python -m conformance.bench golden [--grid default] [--backend B]
+    python -m conformance.bench tracking [--grid default] [--backend B]
 
 ``reference``: for the largest (by FLOPs) shapes of the ``llm`` grid at M = ``--m``, the time
 of the exact reference (``golden.matmul.scaled_mm_exact``: decode, exact GEMM, correct
@@ -11,6 +12,9 @@ GEMMs). Target: 1.3 or less.
 
 ``golden``: wall time of ``pytest -n auto --grid=G`` reading the golden store over the same
 run with ``--no-golden`` (every case computed), same backend, measured back to back.
+
+``tracking``: the same with per-case tracking and the three report files over the same run
+with the tracker blocked (``-p no:fp8-tracker``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 
 import numpy as np
@@ -61,20 +66,34 @@ def bench_reference(top: int, m: int) -> list[dict]:
     return rows
 
 
+def _timed_runs(grid: str, backend: str | None, variants) -> dict:
+    """Wall seconds of ``pytest -n auto`` on ``grid`` for each ``(label, extra args)``, one
+    after the other in this run (reports go to a temporary directory)."""
+    times = {}
+    with tempfile.TemporaryDirectory(prefix="fp8-bench-") as tmp:
+        base = [sys.executable, "-m", "pytest", "-n", "auto", "-q", f"--grid={grid}",
+                "-p", "no:randomly", f"--report-dir={tmp}"] + ([f"--backend={backend}"] if backend else [])
+        for label, extra in variants:
+            t0 = time.perf_counter()
+            proc = subprocess.run(base + extra, capture_output=True, text=True)
+            times[label] = time.perf_counter() - t0
+            last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+            print(f"  {label:>16}: {times[label]:7.1f} s   [{last.strip('= ')}] (exit {proc.returncode})")
+            if proc.returncode not in (0, 1):
+                raise SystemExit(f"pytest exited {proc.returncode}: {proc.stderr[-2000:]}")
+    return times
+
+
 def bench_golden(grid: str, backend: str | None) -> dict:
     """Wall seconds of the grid with and without the store (pytest in subprocesses)."""
-    base = [sys.executable, "-m", "pytest", "-n", "auto", "-q", f"--grid={grid}",
-            "-p", "no:randomly"] + ([f"--backend={backend}"] if backend else [])
-    times = {}
-    for label, extra in (("with store", []), ("without store", ["--no-golden"])):
-        t0 = time.perf_counter()
-        proc = subprocess.run(base + extra, capture_output=True, text=True)
-        times[label] = time.perf_counter() - t0
-        last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-        print(f"  {label:>14}: {times[label]:7.1f} s   [{last.strip('= ')}] (exit {proc.returncode})")
-        if proc.returncode not in (0, 1):
-            raise SystemExit(f"pytest exited {proc.returncode}: {proc.stderr[-2000:]}")
-    return times
+    return _timed_runs(grid, backend, (("with store", []), ("without store", ["--no-golden"])))
+
+
+def bench_tracking(grid: str, backend: str | None) -> dict:
+    """Wall seconds of the grid with the tracker (records, timing, three report files) and
+    with it blocked (``-p no:fp8-tracker``)."""
+    return _timed_runs(grid, backend, (("with tracking", []),
+                                       ("without tracking", ["-p", "no:fp8-tracker"])))
 
 
 def main(argv=None) -> int:
@@ -87,7 +106,16 @@ def main(argv=None) -> int:
     gs = sub.add_parser("golden", help="default grid with the golden store over without it")
     gs.add_argument("--grid", default="default")
     gs.add_argument("--backend", default=None, help="default: the best on this machine")
+    tr = sub.add_parser("tracking", help="default grid with per-case tracking and reports over "
+                                          "without them")
+    tr.add_argument("--grid", default="default")
+    tr.add_argument("--backend", default=None, help="default: the best on this machine")
     args = p.parse_args(argv)
+    if args.what == "tracking":
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores; grid {args.grid}")
+        t = bench_tracking(args.grid, args.backend)
+        print(f"tracking ratio (with / without): {t['with tracking'] / t['without tracking']:.3f}")
+        return 0
     if args.what == "golden":
         print(f"machine: {platform.machine()}, {os.cpu_count()} cores; grid {args.grid}")
         t = bench_golden(args.grid, args.backend)
