@@ -85,6 +85,25 @@ def _layer(shapes, fmt_pairs, outs=OUTS, biases=(None, "bf16")):
         i += 1
 
 
+VLLM_LAYER_SHAPES = ((3, 32, 48), (24, 24, 24), (1, 48, 48))
+
+
+def _layer_vllm(shapes=VLLM_LAYER_SHAPES):
+    """Layer cases in the shapes vLLM's FP8 loaders hand a linear kernel (e4m3, output in the
+    activation dtype): per-channel weight scales as ``[N,1]`` (compressed-tensors) or ``[N]``,
+    per-tensor as 0-D or ``[1]``; every incoming weight layout; square K == N and M == 1 among
+    the shapes (the bug history of the XPU path, DESIGN §1). Small shapes and alternating bias
+    keep the golden store under its 30 MB."""
+    i = 0
+    for (w, a), (m, n, k), layout in product(LAYER_SCHEMES, shapes, LAYOUTS):
+        sa = "[M,1]" if a == "dyn-token" else "[]"
+        for sb in (("[N,1]", "[N]") if w == "channel" else ("[]", "[1]")):
+            yield Case(M=m, N=n, K=k, level="layer", w=w, a=a, out="bf16",
+                       bias=(None, "bf16")[i % 2], layout=layout, sa=sa, sb=sb, x="bf16",
+                       dataset=("gauss", "outlier", "rowscale")[i % 3])
+            i += 1
+
+
 def _edges():
     """NaN/inf propagation, all-zero inputs, fp16 overflow, saturation, subnormals."""
     for (w, a), out in product(OP_SCHEMES, OUTS):
@@ -125,6 +144,7 @@ def _default():
     yield from _op_main(DEFAULT_SHAPES, FMT_PAIRS)
     yield from _op_scale_shapes(((17, 64, 128), (24, 24, 24)))
     yield from _layer(LAYER_SHAPES, FMT_PAIRS[:2])
+    yield from _layer_vllm()
     yield from _edges()
 
 

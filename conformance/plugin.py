@@ -9,7 +9,7 @@ import pytest
 
 from golden.cases import Case, CaseError, build
 from golden.store import Store, StoreError, output_hash
-from kernel.registry import backend_names, default_backend_and_device, get_backend
+from kernel.registry import default_backend_and_device, get_backend
 
 from .matrix import grid, grid_names
 
@@ -50,10 +50,10 @@ def configure(config) -> None:
     if opt.backend is None:
         opt.backend, auto_device = default_backend_and_device()
         opt.device = opt.device or auto_device
-    if opt.backend not in backend_names():
-        raise pytest.UsageError(
-            f"--backend={opt.backend!r} is unknown; valid backends: {', '.join(backend_names())}")
-    adapter = get_backend(opt.backend)
+    try:
+        adapter = get_backend(opt.backend)
+    except ValueError as exc:
+        raise pytest.UsageError(f"--backend={opt.backend!r}: {exc}") from None
     if opt.device is None:
         devs = adapter.devices()
         opt.device = devs[0] if devs else "cpu"

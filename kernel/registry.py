@@ -27,19 +27,30 @@ def _load_builtin() -> None:
     from . import broken, reference, torch_scaled_mm  # noqa: F401  (registration side effect)
 
 
+# Backend families take an argument after a colon: ``vllm:<KernelClass>``.
+FAMILIES = {"vllm": ("kernel.vllm_linear", "VllmLinearAdapter", "<KernelClass>")}
+
+
 def backend_names() -> list[str]:
     _load_builtin()
-    return sorted(BACKENDS)
+    return sorted(BACKENDS) + [f"{fam}:{arg}" for fam, (_, _, arg) in sorted(FAMILIES.items())]
 
 
 def get_backend(name: str) -> Adapter:
-    """An adapter instance by name; an unknown name lists the valid ones."""
+    """An adapter instance by name (``family:arg`` for families); an unknown name lists the
+    valid ones."""
     _load_builtin()
+    family, colon, arg = name.partition(":")
+    if colon and family in FAMILIES:
+        import importlib
+
+        module, cls, _ = FAMILIES[family]
+        return getattr(importlib.import_module(module), cls)(arg)
     try:
         return BACKENDS[name]()
     except KeyError:
         raise ValueError(
-            f"unknown backend {name!r}; valid backends: {', '.join(sorted(BACKENDS))}"
+            f"unknown backend {name!r}; valid backends: {', '.join(backend_names())}"
         ) from None
 
 

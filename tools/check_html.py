@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -98,10 +99,11 @@ def _high(fds):
 def check(page: Path, screenshot: Path | None, chromium: str, width: int = 1300) -> list[str]:
     r1, w1 = _high(os.pipe())  # browser -> us: chromium writes its fd 4
     r0, w0 = _high(os.pipe())  # us -> browser: chromium reads its fd 3
-    with tempfile.TemporaryDirectory() as profile:
+    with tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as profile:
         proc = subprocess.Popen(
             [chromium, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
             close_fds=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its helper processes go with it (killpg below)
             # fds 3 and 4 must be the pipe ends when chromium starts (close_fds would close them)
             preexec_fn=lambda: (os.dup2(r0, 3), os.dup2(w1, 4)))
         os.close(r0)
@@ -124,7 +126,10 @@ def check(page: Path, screenshot: Path | None, chromium: str, width: int = 1300)
                 screenshot.write_bytes(base64.b64decode(shot["data"]))
             return problems(cdp.events)
         finally:
-            proc.kill()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             proc.wait()
 
 

@@ -1,0 +1,228 @@
+"""vLLM's FP8 linear-kernel classes through their public interface: ``--backend=vllm:<Class>``.
+
+For a ``layer`` case the adapter does what vLLM's FP8 loaders and linear method do
+(``docs/vllm-0.33-notes.md`` §1.4):
+
+1. ``FP8ScaledMMLinearLayerConfig`` from the case's scheme (weight key
+   ``kFp8StaticTensorSym`` / ``kFp8StaticChannelSym``, activation key static /
+   dynamic-tensor / dynamic-token), ``weight_shape=(N, K)``, input and output dtypes;
+2. ``is_supported()`` and ``can_implement(config)``: a refusal is a skip carrying vLLM's own
+   reason, never a number;
+3. a ``torch.nn.Module`` holding ``weight`` in the case's layout (``kn-t``: the ``.t()`` view of
+   the ``[N,K]`` checkpoint, what ``fp8.py`` hands over; ``kn``: ``[K,N]`` contiguous; ``nk``:
+   the ``[N,K]`` checkpoint itself), ``weight_scale`` in the case's shape, ``input_scale``
+   (static) and ``input_scale_ub`` (None);
+4. the kernel's constructor, ``process_weights_after_loading(layer)``, then
+   ``apply_weights(layer, x, bias)``; ``x`` is 3-D ``[1, M, K]`` when M is odd and 2-D
+   otherwise, so both paths run across a grid.
+
+vLLM quantizes the activations itself; the reference quantizes the same ``x`` by vLLM's native
+convention (``golden.quant``), so any difference is the kernel's. All of this runs under a
+``VllmConfig`` with compilation mode NONE (eager ``QuantFP8.forward_native``, 17-row padding
+for the torch kernels) and ``VLLM_TARGET_DEVICE=cpu`` unless set otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import time
+
+import numpy as np
+
+from golden.cases import Case, CaseData
+
+from .base import Adapter, Capability, KernelRun, Unsupported
+
+__all__ = ["VllmLinearAdapter", "KERNEL_MODULES", "load_kernel_class"]
+
+KERNEL_MODULES = (
+    "vllm.model_executor.kernels.linear.scaled_mm.pytorch",
+    "vllm.model_executor.kernels.linear.scaled_mm.xpu",
+    "vllm.model_executor.kernels.linear.scaled_mm.cpu",
+    "vllm.model_executor.kernels.linear.scaled_mm.cutlass",
+)
+_W_KEY = {"tensor": "kFp8StaticTensorSym", "channel": "kFp8StaticChannelSym"}
+_A_KEY = {"static": "kFp8StaticTensorSym", "dyn-tensor": "kFp8DynamicTensorSym",
+          "dyn-token": "kFp8DynamicTokenSym"}
+_TORCH_DT = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
+# The weight_scale shapes vLLM's loaders produce (fp8.py: 0-D after .max(); compressed-tensors:
+# [N,1]; [1] and [N] are the other shapes a checkpoint can carry).
+_LOADER_SB = {"tensor": ("[]", "[1]"), "channel": ("[N,1]", "[N]")}
+
+
+def _vllm():
+    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
+    try:
+        import vllm  # noqa: F401
+        from vllm.config import CompilationConfig, CompilationMode, VllmConfig
+    except ImportError as exc:
+        raise Unsupported(f"vllm is not importable ({exc}); use the tox environment `vllm` "
+                          "(vllm==0.33.0 --no-deps plus its kernel modules' imports)") from None
+    return VllmConfig, CompilationConfig, CompilationMode
+
+
+def load_kernel_class(name: str):
+    """The kernel class ``name`` from vLLM's scaled-mm kernel modules (clear error if absent)."""
+    _vllm()
+    tried = []
+    for mod in KERNEL_MODULES:
+        try:
+            m = importlib.import_module(mod)
+        except ImportError as exc:
+            tried.append(f"{mod} ({exc})")
+            continue
+        if hasattr(m, name):
+            return getattr(m, name)
+        tried.append(mod)
+    raise Unsupported(f"no vLLM kernel class {name!r} in {', '.join(tried)}")
+
+
+def _no_weight_processing(cls) -> bool:
+    """Whether ``cls`` keeps the base class's no-op ``process_weights_after_loading``."""
+    from vllm.model_executor.kernels.linear.scaled_mm.ScaledMMLinearKernel import (
+        FP8ScaledMMLinearKernel,
+    )
+
+    return cls.process_weights_after_loading is FP8ScaledMMLinearKernel.process_weights_after_loading
+
+
+class VllmLinearAdapter(Adapter):
+    """One vLLM kernel class (``--backend=vllm:<Class>``)."""
+
+    family = "vllm"
+    description = "vLLM FP8ScaledMMLinearKernel subclass through its layer interface"
+
+    def __init__(self, kernel_class: str):
+        if not kernel_class.isidentifier():
+            raise ValueError(f"vllm:{kernel_class!r}: expected a class name, e.g. "
+                             "vllm:PerTensorTorchFP8ScaledMMLinearKernel")
+        self.kernel_class = kernel_class
+        self.name = f"vllm:{kernel_class}"
+        try:
+            _vllm()
+        except Unsupported:
+            pass  # no vllm here: every case skips with that reason (why_unavailable)
+        else:
+            try:
+                load_kernel_class(kernel_class)
+            except Unsupported as exc:
+                raise ValueError(str(exc)) from None
+        self.description = f"vLLM {kernel_class} (process_weights_after_loading + apply_weights)"
+
+    def devices(self) -> list[str]:
+        try:
+            _vllm()
+        except Unsupported:
+            return []
+        return ["cpu"]
+
+    def why_unavailable(self, device: str) -> str | None:
+        try:
+            _vllm()
+        except Unsupported as exc:
+            return str(exc)
+        return super().why_unavailable(device)
+
+    def capability(self, device: str) -> Capability:
+        # The class decides schemes through can_implement at run time; the table holds what no
+        # FP8 loader ever hands a kernel (op-level inputs, non-platform formats, other shapes).
+        return Capability(
+            levels=frozenset({"layer"}),
+            formats=frozenset({("e4m3fn", "e4m3fn")}),  # vLLM quantizes to the platform's e4m3fn
+            layouts=frozenset({"kn-t", "kn", "nk"}),
+            profile="fp32",
+            rules=(
+                (lambda c: c.sb in _LOADER_SB[c.w],
+                 "vLLM's FP8 loaders hand weight_scale as 0-D/[1] (per tensor) or [N,1]/[N] "
+                 "(per channel), never this shape"),
+                (lambda c: c.edge == "", "edge-condition inputs are op-level checks"),
+            ),
+        )
+
+    # -- building the layer --------------------------------------------------------------
+    def _config(self, case: Case):
+        import torch
+        from vllm.model_executor.kernels.linear.scaled_mm.ScaledMMLinearKernel import (
+            FP8ScaledMMLinearLayerConfig,
+        )
+        from vllm.model_executor.layers.quantization.utils import quant_utils as qu
+
+        return FP8ScaledMMLinearLayerConfig(
+            weight_quant_key=getattr(qu, _W_KEY[case.w]),
+            activation_quant_key=getattr(qu, _A_KEY[case.a]),
+            weight_shape=(case.N, case.K),
+            input_dtype=getattr(torch, _TORCH_DT[case.x]),
+            out_dtype=getattr(torch, _TORCH_DT[case.out]),
+        )
+
+    @staticmethod
+    def layer(data: CaseData):
+        """The ``torch.nn.Module`` vLLM's loaders would hand the kernel for this case."""
+        import torch
+
+        c = data.case
+        w = torch.from_numpy(np.asarray(data.b())).view(torch.float8_e4m3fn)  # keeps the layout
+
+        def param(t):
+            return torch.nn.Parameter(t, requires_grad=False)
+
+        layer = torch.nn.Module()
+        layer.weight = param(w)
+        # np.array, not np.ascontiguousarray: the latter turns fp8.py's 0-D scale into [1]
+        ws = torch.from_numpy(np.array(data.scale_b, np.float32, order="C"))
+        layer.weight_scale = param(ws)
+        xs = None
+        if c.a == "static":
+            xs = torch.from_numpy(np.asarray(data.input_scale, np.float32)).clone()
+            xs = param(xs.reshape(()) if c.sa == "[]" else xs.reshape(1))
+        layer.input_scale = xs
+        layer.input_scale_ub = None
+        layer.input_size_per_partition = c.K
+        layer.output_size_per_partition = c.N
+        return layer
+
+    def run(self, data: CaseData, device: str, reps: int = 0) -> KernelRun:
+        import torch
+
+        VllmConfig, CompilationConfig, CompilationMode = _vllm()
+        from vllm.config import set_current_vllm_config
+
+        c = data.case
+        cls = load_kernel_class(self.kernel_class)
+        vcfg = VllmConfig(compilation_config=CompilationConfig(mode=CompilationMode.NONE))
+        with set_current_vllm_config(vcfg):
+            cfg = self._config(c)
+            ok, why = cls.is_supported()
+            if not ok:
+                raise Unsupported(f"{self.kernel_class}.is_supported: {why}")
+            ok, why = cls.can_implement(cfg)
+            if not ok:
+                raise Unsupported(f"{self.kernel_class}.can_implement rejects: {why}")
+            if c.layout == "nk" and _no_weight_processing(cls):
+                raise Unsupported(f"{self.kernel_class} does no weight processing: vLLM's loaders "
+                                  "hand it the [K,N] view (layout kn-t), never the [N,K] checkpoint")
+            kernel = cls(cfg, layer_param_names=["weight", "weight_scale", "input_scale",
+                                                 "input_scale_ub"])
+            layer = self.layer(data)
+            kernel.process_weights_after_loading(layer)
+            xdt = getattr(torch, _TORCH_DT[c.x])
+            x = torch.from_numpy(np.asarray(data.x, np.float32)).to(xdt)
+            if c.M % 2:
+                x = x.reshape(1, c.M, c.K)
+            bias = None
+            if data.bias is not None:
+                bias = torch.from_numpy(np.asarray(data.bias, np.float32)).to(
+                    getattr(torch, _TORCH_DT[c.bias]))
+            t0 = time.perf_counter()
+            y = kernel.apply_weights(layer, x, bias)
+            seconds = time.perf_counter() - t0
+            if reps:
+                from .timing import median_seconds
+
+                seconds = median_seconds(lambda: kernel.apply_weights(layer, x, bias), device,
+                                         reps, warmup=0)
+        want = (*x.shape[:-1], c.N)
+        if tuple(y.shape) != want:
+            raise RuntimeError(f"apply_weights returned shape {tuple(y.shape)}, expected {want}")
+        return KernelRun(y.float().reshape(c.M, c.N).numpy().astype(np.float64), seconds)
