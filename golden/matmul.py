@@ -33,6 +33,7 @@ __all__ = [
     "scaled_mm_exact",
     "abs_dot",
     "band_plan",
+    "grouped_mm_exact",
 ]
 
 _U = 2.0**-53  # float64 unit roundoff
@@ -322,3 +323,85 @@ def _round_general(terms, sa, sb, c, out: FloatFormat, shape) -> np.ndarray:
 def _min_quarter_gap(t: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     """A quarter of the spacing above ``|t|``: the smallest half-gap on either side of t."""
     return spacing(t, fmt) / 4
+
+
+# --- grouped scaling (block-scaled and weight-only GEMMs) -----------------------------------
+
+_SPLITTER = 134217729.0  # 2**27 + 1 (Veltkamp split of a float64 into two 26-bit halves)
+
+
+def _two_prod(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(p, e)`` with ``p + e == x * y`` exactly (Dekker; finite values, no overflow)."""
+    p = x * y
+
+    def split(v):
+        t = _SPLITTER * v
+        hi = t - (t - v)
+        return hi, v - hi
+
+    xh, xl = split(x)
+    yh, yl = split(y)
+    e = ((xh * yh - p) + xh * yl + xl * yh) + xl * yl
+    return p, e
+
+
+def grouped_mm_exact(a, fmt_a: str, b, fmt_b: str, scale_a, scale_b, group_k: int, bias,
+                     out_fmt: str) -> np.ndarray:
+    """Correctly rounded ``round_out(sum_g sa[m,g] sb[g,n] sum_{k in g} A[m,k] B[k,n] + bias)``.
+
+    The one reference for GEMMs whose scales vary along K: block-scaled FP8 (1 x ``group_k``
+    activation groups, ``group_k`` x bn weight blocks, ``scale_b`` expanded along N) and
+    weight-only FP8 (``a`` holds the unquantized bf16/fp16 activations, ``fmt_a`` names their
+    format, ``scale_a`` is 1). ``a`` [M, K] and ``b`` [K, N] are float64 values of their
+    formats; ``scale_a`` is float32 broadcastable to [M, G], ``scale_b`` to [G, N], with
+    ``G = ceil(K / group_k)``; ``bias`` None or float64 broadcastable to [M, N].
+
+    Each group's dot product is exact (:func:`exact_dot_terms`), its scale ``sa sb`` is exact
+    in float64 (two float32 values), and the product of the two is split exactly into two
+    float64 terms (Dekker), so the output is rounded once from the exact value. Non-finite
+    inputs follow IEEE arithmetic in the rows and columns they touch.
+    """
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    m, k = a.shape
+    if b.shape[0] != k:
+        raise ValueError(f"a is [M,K]={a.shape} but b is {b.shape}: expected [K,N] with K={k}")
+    n = b.shape[1]
+    gk = int(group_k)
+    if gk <= 0:
+        raise ValueError(f"group_k={group_k!r} must be a positive int")
+    g = -(-k // gk)
+    out = get_format(out_fmt)
+    sa = np.broadcast_to(np.asarray(scale_a, np.float32).astype(np.float64), (m, g))
+    sb = np.broadcast_to(np.asarray(scale_b, np.float32).astype(np.float64), (g, n))
+    c = np.zeros((1, 1)) if bias is None else np.asarray(bias, np.float64)
+    c = np.broadcast_to(c, (m, n)) if c.size > 1 else c.reshape(1, 1)
+
+    special = (~np.isfinite(a).all(axis=1) | ~np.isfinite(sa).all(axis=1))[:, None]
+    special = special | (~np.isfinite(b).all(axis=0) | ~np.isfinite(sb).all(axis=0))[None, :]
+    special = np.broadcast_to(special | ~np.isfinite(c), (m, n))
+    if special.any():
+        with np.errstate(invalid="ignore", over="ignore"):
+            ieee = sum(((a[:, j * gk:(j + 1) * gk] @ b[j * gk:(j + 1) * gk])
+                        * sa[:, j:j + 1] * sb[j:j + 1]) for j in range(g)) + c
+        a = np.where(np.isfinite(a), a, 0.0)
+        b = np.where(np.isfinite(b), b, 0.0)
+        sa, sb = np.where(np.isfinite(sa), sa, 1.0), np.where(np.isfinite(sb), sb, 1.0)
+        c = np.where(np.isfinite(c), c, 0.0)
+    if m == 0 or n == 0:
+        return np.zeros((m, n))
+    if g == 1:  # one scale per element: the plain path (its fast rounding applies)
+        y = _round_terms(exact_dot_terms(a, fmt_a, b, fmt_b), sa, sb, c, out, (m, n))
+    else:
+        terms = []
+        for j in range(g):
+            s = sa[:, j:j + 1] * sb[j:j + 1, :]  # exact: two float32 values
+            for t in exact_dot_terms(a[:, j * gk:(j + 1) * gk], fmt_a,
+                                     b[j * gk:(j + 1) * gk], fmt_b):
+                hi, lo = _two_prod(t, s)
+                terms += [hi, lo]
+        one = np.ones((1, 1))
+        y = _round_general(terms, one, one, c, out, (m, n))
+    if special.any():
+        y = np.where(special, round_to_format(ieee, out), y)
+    return y
