@@ -17,6 +17,7 @@ import numpy as np
 from golden.bounds import AccumProfile, element_bound, extended, statistics, ulp
 from golden.cases import CaseData
 from golden.codecs import decode
+from golden.formats import get_format
 
 __all__ = ["Verdict", "judge", "rerun_command"]
 
@@ -90,7 +91,8 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
         exp_x = exp_x.copy()
         exp_x[inf_e] = _unrounded(data, np.nonzero(inf_e))
     bias = None if data.bias is None else data.bias.reshape(1, -1)
-    bound = element_bound(exp, data.absdot, data.scale_mag, bias, c.K, c.out, profile)
+    bound = element_bound(exp, data.absdot, data.scale_mag, bias, c.K, c.out, profile,
+                          operand_eps=_operand_eps(c))
     err = np.where(both & ~(inf_e & (got == exp)), np.abs(got_x - exp_x), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         use = np.where(err == 0, 0.0, err / bound)
@@ -140,6 +142,15 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
                  "expected": float(exp[mi, ni]), "bound": 0.0, "error": math.nan,
                  "ulps": math.nan}
     return Verdict(not failures, failures, metrics, worst, checks)
+
+
+def _operand_eps(case) -> float:
+    """Weight-only (W8A16) kernels multiply x by ``w * s`` dequantized into x's dtype: one
+    rounding of each product's operand, at x's unit roundoff (bf16 2**-8, fp16 2**-11).
+    A profile that skips that rounding (fp32 dequantization, the emulation) is inside it."""
+    if case.a != "none":
+        return 0.0
+    return 2.0 ** -(get_format(case.x).man_bits + 1)
 
 
 def _unrounded(data: CaseData, idx) -> np.ndarray:

@@ -9,6 +9,8 @@ cases. Grids are deterministic lists; ids are unique within a grid.
              scale-shape variants, layer level, edge conditions.
 ``full``     default plus every data set on every scheme, the fnuz formats, fp16 bias, more shapes.
 ``llm``      real layer shapes (Llama-3.1-8B/70B over TP 1..8, Qwen2.5-7B), M from 1 to 8192.
+``vllm``     vLLM's FP8 linear paths at layer level: the default grid's W8A8 cases in the
+             loaders' scale shapes, weight-only W8A16 and block FP8 (``--backend=vllm:<Class>``).
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ def _layer(shapes, fmt_pairs, outs=OUTS, biases=(None, "bf16")):
 VLLM_LAYER_SHAPES = ((3, 32, 48), (24, 24, 24), (1, 48, 48))
 
 
+_LOADER_SB = {"tensor": ("[]", "[1]"), "channel": ("[N,1]", "[N]")}
+
+
 def _layer_vllm(shapes=VLLM_LAYER_SHAPES):
     """Layer cases in the shapes vLLM's FP8 loaders hand a linear kernel (e4m3, output in the
     activation dtype): per-channel weight scales as ``[N,1]`` (compressed-tensors) or ``[N]``,
@@ -97,11 +102,44 @@ def _layer_vllm(shapes=VLLM_LAYER_SHAPES):
     i = 0
     for (w, a), (m, n, k), layout in product(LAYER_SCHEMES, shapes, LAYOUTS):
         sa = "[M,1]" if a == "dyn-token" else "[]"
-        for sb in (("[N,1]", "[N]") if w == "channel" else ("[]", "[1]")):
+        for sb in _LOADER_SB[w]:
             yield Case(M=m, N=n, K=k, level="layer", w=w, a=a, out="bf16",
                        bias=(None, "bf16")[i % 2], layout=layout, sa=sa, sb=sb, x="bf16",
                        dataset=("gauss", "outlier", "rowscale")[i % 3])
             i += 1
+
+
+W8A16_SHAPES = VLLM_LAYER_SHAPES + ((4, 32, 64), (5, 48, 40))
+BLOCK_SHAPES = ((5, 256, 256), (1, 128, 384), (17, 192, 256), (2, 384, 128))
+
+
+def _layer_w8a16(shapes=W8A16_SHAPES):
+    """Weight-only W8A16 (``a=none``): the loaders' weight-scale shapes, every layout, bf16
+    and fp16 activations. K % N == 0 with N > 1 (``[N,1]`` read as a block scale divides
+    evenly: silent) and K % N != 0 (it fails the op's check) are both among the shapes."""
+    i = 0
+    for w, (m, n, k), layout, x in product(("tensor", "channel"), shapes, LAYOUTS, ("bf16", "fp16")):
+        for sb in _LOADER_SB[w]:
+            yield Case(M=m, N=n, K=k, level="layer", w=w, a="none", out=x, x=x,
+                       bias=(None, x)[i % 2], layout=layout, sa="[]", sb=sb,
+                       dataset=("gauss", "outlier", "rowscale")[i % 3])
+            i += 1
+
+
+def _layer_block(shapes=BLOCK_SHAPES):
+    """Block FP8 (128 x 128 weight blocks, 1 x 128 activation groups): K a multiple of 128
+    (vLLM asserts it), N ragged against 128 in one shape, every layout."""
+    for i, ((m, n, k), layout) in enumerate(product(shapes, LAYOUTS)):
+        yield Case(M=m, N=n, K=k, level="layer", w="block", a="group", sa="[M,G]",
+                   sb="[Nb,Kb]", bias=(None, "bf16")[i % 2], layout=layout,
+                   dataset=("gauss", "outlier", "rowscale")[i % 3])
+
+
+def _vllm():
+    """vLLM's FP8 linear paths at layer level: W8A8 in the loaders' shapes, W8A16, block."""
+    yield from _layer_vllm()
+    yield from _layer_w8a16()
+    yield from _layer_block()
 
 
 def _edges():
@@ -179,7 +217,7 @@ def _llm():
         yield Case(M=m, N=n, K=k, w=w, a=a, sa=sa, sb=sb, dataset="gauss")
 
 
-GRIDS = {"smoke": _smoke, "default": _default, "full": _full, "llm": _llm}
+GRIDS = {"smoke": _smoke, "default": _default, "full": _full, "llm": _llm, "vllm": _vllm}
 
 
 def grid_names() -> list[str]:

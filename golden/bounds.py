@@ -121,18 +121,21 @@ def extended(y, fmt: FloatFormat | str) -> np.ndarray:
     return np.where(np.isinf(y), np.copysign(thr, y), y)
 
 
-def element_bound(expected, absdot, scale, bias, k: int, out_fmt, profile: AccumProfile):
+def element_bound(expected, absdot, scale, bias, k: int, out_fmt, profile: AccumProfile,
+                  operand_eps: float = 0.0):
     """Allowed ``|Y - Y*|`` per element.
 
     ``expected`` is Y*, ``absdot`` is ``sum_k |A||B|`` (float64, an upper bound), ``scale`` is
     ``|sa sb|`` broadcastable to the output, ``bias`` the bias values or None.
+    ``operand_eps``: relative rounding of each product's operand before the multiply (a
+    weight-only kernel dequantizes ``w * s`` into the activation dtype: its unit roundoff).
     """
     out = get_format(out_fmt)
     if profile.exact:
         return np.zeros(np.shape(expected))
     ye = np.abs(extended(expected, out))
     with np.errstate(invalid="ignore", over="ignore"):  # inf scale x zero: NaN, judged as NaN
-        acc = np.abs(scale) * absdot * profile.eps_acc(k)
+        acc = np.abs(scale) * absdot * (profile.eps_acc(k) + operand_eps)
         if bias is not None:
             acc = acc + np.abs(bias) * profile.u_epi
     u0 = ulp(ye, out)

@@ -13,6 +13,12 @@ Levels:
 ``layer``  bf16/fp16 activations ``x`` and a float weight are quantized by vLLM's native
            convention (``a`` = ``static``, ``dyn-tensor`` or ``dyn-token``; ``w`` per-tensor or
            per-channel), then the op runs. The unquantized float64 product is kept for SQNR.
+           Two layer schemes of their own (vLLM's other FP8 linear paths):
+           ``a=none``   weight-only W8A16: ``x`` (bf16/fp16, never quantized) times the
+                        dequantized FP8 weight, output in x's dtype; ``a`` is None.
+           ``w=block,a=group``  block FP8: 1 x 128 dynamic activation groups (scale_a [M,G])
+                        and 128 x 128 weight blocks (scale_b [Nb,Kb], the checkpoint's
+                        ``weight_scale_inv`` orientation).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from . import quant
 from .codecs import decode, encode, round_to_format
 from .datasets import DATASETS, get_dataset, make_activations, make_weights
 from .formats import FP8_FORMATS, OUT_FORMATS, get_format
-from .matmul import abs_dot, scaled_mm_exact
+from .matmul import abs_dot, grouped_mm_exact, scaled_mm_exact
 from .rng import Bits
 
 __all__ = ["Case", "CaseData", "CaseError", "build", "LEVELS", "LAYOUTS", "EDGES"]
@@ -38,18 +44,22 @@ class CaseError(ValueError):
 
 
 LEVELS = ("op", "layer")
-W_SCHEMES = ("tensor", "channel")
-A_SCHEMES = {"op": ("tensor", "token"), "layer": ("static", "dyn-tensor", "dyn-token")}
+W_SCHEMES = ("tensor", "channel", "block")
+A_SCHEMES = {"op": ("tensor", "token"),
+             "layer": ("static", "dyn-tensor", "dyn-token", "none", "group")}
+BLOCK = 128  # vLLM's FP8 block: 1 x 128 activation groups, 128 x 128 weight blocks
 LAYOUTS = {
     "nk": "[N,K] row-major weight as stored in checkpoints, handed over as is",
     "kn-t": "[K,N] column-major view (the transpose of the [N,K] weight, as vLLM hands it)",
     "kn": "[K,N] row-major contiguous",
 }
-SA_SHAPES = ("[]", "[1]", "[M,1]")
-SB_SHAPES = ("[]", "[1]", "[N]", "[1,N]", "[N,1]")
-_SB_FOR_W = {"tensor": ("[]", "[1]", "[1,N]"), "channel": ("[N]", "[1,N]", "[N,1]")}
-_SA_FOR_A = {"tensor": SA_SHAPES, "static": SA_SHAPES, "dyn-tensor": SA_SHAPES,
-             "token": ("[M,1]",), "dyn-token": ("[M,1]",)}
+SA_SHAPES = ("[]", "[1]", "[M,1]", "[M,G]")
+SB_SHAPES = ("[]", "[1]", "[N]", "[1,N]", "[N,1]", "[Nb,Kb]")
+_SB_FOR_W = {"tensor": ("[]", "[1]", "[1,N]"), "channel": ("[N]", "[1,N]", "[N,1]"),
+             "block": ("[Nb,Kb]",)}
+_SA_FOR_A = {"tensor": SA_SHAPES[:3], "static": SA_SHAPES[:3], "dyn-tensor": SA_SHAPES[:3],
+             "token": ("[M,1]",), "dyn-token": ("[M,1]",), "none": ("[]",),
+             "group": ("[M,G]",)}
 BIASES = (None, "bf16", "fp16", "fp32")
 EDGES = {
     "": "no edge condition",
@@ -179,6 +189,15 @@ def _validate(c: Case) -> None:
         raise CaseError(f"N and K must be positive (got N={c.N}, K={c.K}); M may be 0")
     if c.edge == "inf-a" and c.level == "op" and not get_format(c.fmt_a).has_inf:
         raise CaseError(f"edge=inf-a at op level needs an A format with inf, not {c.fmt_a}")
+    if (c.w == "block") != (c.a == "group"):
+        raise CaseError(f"w={c.w!r}, a={c.a!r}: block weights (w=block) go with 1x{BLOCK} "
+                        "activation groups (a=group) and only with them (vLLM's block FP8)")
+    if c.a == "none" and c.out != c.x:
+        raise CaseError(f"a='none' (weight-only) outputs in the activation dtype: out={c.out!r} "
+                        f"must equal x={c.x!r}")
+    if c.a in ("none", "group") and (c.fmt_a != c.fmt_b or c.edge):
+        raise CaseError(f"a={c.a!r} cases take one FP8 format (fmt_a == fmt_b) and no edge "
+                        f"condition (got {c.fmt_a}/{c.fmt_b}, edge={c.edge!r})")
 
 
 # --- inputs -----------------------------------------------------------------------------------
@@ -194,6 +213,8 @@ class CaseData:
     is ``sum_k |A||B|`` and ``scale_mag`` is ``|sa sb|``; both feed the error bound.
     Layer cases also carry ``x`` (float64 values of the activations), ``w_nk`` codes,
     ``weight_scale``, ``input_scale`` (static) and ``unquantized`` (float64 x @ W^T + bias).
+    Weight-only (``a=none``) cases have ``a`` None; they and block cases fold their scales
+    into ``absdot`` (``scale_mag`` is 1), since those scales vary along K or are absent.
     """
 
     case: Case
@@ -232,10 +253,11 @@ class CaseData:
         return np.ascontiguousarray(self.b_kn.T)
 
 
-def scale_shape(spec: str, M: int, N: int) -> tuple:
+def scale_shape(spec: str, M: int, N: int, K: int = BLOCK) -> tuple:
     """The array shape a scale-shape spec (``[]``, ``[1]``, ``[M,1]``, ...) names."""
+    g, nb = -(-K // BLOCK), -(-N // BLOCK)
     return {"[]": (), "[1]": (1,), "[M,1]": (M, 1), "[N]": (N,), "[1,N]": (1, N),
-            "[N,1]": (N, 1)}[spec]
+            "[N,1]": (N, 1), "[M,G]": (M, g), "[Nb,Kb]": (nb, g)}[spec]
 
 
 def _shape_scale(values: np.ndarray, spec: str, M: int, N: int) -> np.ndarray:
@@ -262,6 +284,8 @@ def build(case: Case, seed: int = 0, with_bound: bool = True) -> CaseData:
     Y*, such as the golden store's output hashes; ``absdot`` is then None.
     """
     bits = Bits(case.id, seed)
+    if case.a in ("none", "group"):
+        return _build_grouped(case, seed, bits, with_bound)
     if case.level == "op":
         a, b_kn, sa, sb, x, ws, xs, unq = _op_inputs(case, bits)
     else:
@@ -290,8 +314,10 @@ def build(case: Case, seed: int = 0, with_bound: bool = True) -> CaseData:
 
 
 def _typical_output(a, fa, b, fb, sa, sb) -> float:
-    """A magnitude like the outputs' (for drawing a bias that matters but does not dominate)."""
-    av, bv = decode(a, fa), decode(b, fb)
+    """A magnitude like the outputs' (for drawing a bias that matters but does not dominate).
+    ``fa``/``fb`` None: ``a``/``b`` are values already."""
+    av = a if fa is None else decode(a, fa)
+    bv = b if fb is None else decode(b, fb)
     av, bv = av[np.isfinite(av)], bv[np.isfinite(bv)]
     sa, sb = sa[np.isfinite(sa)], sb[np.isfinite(sb)]
     if not (av.size and bv.size and sa.size and sb.size):
@@ -349,6 +375,55 @@ def _layer_inputs(case: Case, bits: Bits):
         unq = x @ w.T
     return (np.asarray(a), np.ascontiguousarray(w_codes.T), np.asarray(sa, np.float32),
             np.asarray(ws, np.float32), x, ws, xs, unq)
+
+
+def _build_grouped(case: Case, seed: int, bits: Bits, with_bound: bool) -> CaseData:
+    """Weight-only (``a=none``) and block-FP8 (``w=block,a=group``) layer cases, through the
+    one grouped reference (``golden.matmul.grouped_mm_exact``)."""
+    M, N, K = case.M, case.N, case.K
+    fmt = case.fmt_b
+    # Weight-only activations are never quantized, so their scale is free: 2**-6 keeps fp16
+    # outputs of these FP8-range data sets inside fp16's range, as a real layer's are.
+    x_scale = 2.0**-6 if case.a == "none" else 1.0
+    x = round_to_format(make_activations(bits, M, K, case.dataset, fmt) * x_scale, case.x)
+    w = round_to_format(make_weights(bits, N, K, case.dataset, fmt), "bf16")
+    if case.a == "none":
+        codes, ws = (quant.quantize_weight_per_channel(w, fmt) if case.w == "channel"
+                     else quant.quantize_weight_per_tensor(w, fmt))
+        a, a_vals, a_fmt, gk = None, x, case.x, K
+        sa = np.ones((1, 1), np.float32)
+        sb_kn = np.asarray(ws, np.float32).reshape(1, -1)  # [1,1] or [1,N]
+        scale_a = np.array(1.0, np.float32)  # "[]": no activation scale
+    else:
+        a, sa = quant.quantize_group(x, fmt, BLOCK)
+        codes, ws = quant.quantize_block(w, fmt, (BLOCK, BLOCK))
+        a_vals, a_fmt, gk = decode(a, fmt), fmt, BLOCK
+        sb_kn = np.repeat(ws.T, BLOCK, axis=1)[:, :N]  # [G, N]: each column's block scale
+        scale_a = np.array(sa, np.float32, order="C")
+    b_kn = np.ascontiguousarray(codes.T)
+    b_vals = decode(b_kn, fmt)
+    bias = None
+    if case.bias is not None:
+        mag = _typical_output(a_vals, None, b_vals, None, sa, sb_kn)
+        bias = round_to_format(bits.normal("bias", (N,)) * mag, case.bias)
+    expected = grouped_mm_exact(a_vals, a_fmt, b_vals, fmt, sa, sb_kn, gk, bias, case.out)
+    absdot = None
+    if with_bound:  # sum_k |sa sb A B|, the scales folded in (they vary along K)
+        fa = np.where(np.isfinite(a_vals), np.abs(a_vals), 0.0)
+        fb = np.where(np.isfinite(b_vals), np.abs(b_vals), 0.0)
+        g = sa.shape[1]
+        absdot = sum(abs_dot(fa[:, j * gk:(j + 1) * gk], fb[j * gk:(j + 1) * gk])
+                     * sa[:, j:j + 1].astype(np.float64) * sb_kn[j:j + 1].astype(np.float64)
+                     for j in range(g)) * (1.0 + (g + 2) * 2.0**-52)
+    with np.errstate(invalid="ignore", over="ignore"):
+        unq = x @ w.T
+    if bias is not None:
+        unq = unq + bias
+    scale_b = (_shape_scale(ws, case.sb, M, N) if case.a == "none"
+               else np.array(ws, np.float32, order="C"))
+    return CaseData(case, seed, a, b_kn, scale_a, scale_b, bias, expected, absdot,
+                    np.ones((1, 1)), x=x, weight_scale=np.asarray(ws, np.float32),
+                    input_scale=None, unquantized=unq)
 
 
 CASE_FIELDS = tuple(f.name for f in fields(Case))

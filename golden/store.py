@@ -48,6 +48,9 @@ STORE_FORMAT = 1
 SIZE_LIMIT = 40_000
 """Largest raw payload (bytes) of a case kept as a file; larger cases are hash-only."""
 STORED_GRIDS = ("smoke", "default")
+# Weight-only and block cases have no FP8 activation codes / [M,1]-style scales for the file
+# layout below; they are kept as output hashes (inputs regenerate from the id in milliseconds).
+HASH_ONLY_SCHEMES = ("none", "group")
 ROOT = Path(__file__).resolve().parent
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -205,8 +208,8 @@ class Store:
             raise StoreError(f"{where}: sha256 differs from the manifest (corrupt or edited "
                              "file); restore it from git or regenerate")
         arrays = _read_members(blob, where)
-        lay = _expected_layout(case, (scale_shape(case.sa, case.M, case.N),
-                                      scale_shape(case.sb, case.M, case.N)))
+        lay = _expected_layout(case, (scale_shape(case.sa, case.M, case.N, case.K),
+                                      scale_shape(case.sb, case.M, case.N, case.K)))
         if set(arrays) != set(lay):
             raise StoreError(f"{where}: members {sorted(arrays)} != expected {sorted(lay)}")
         for name, (dt, shape) in lay.items():
@@ -265,7 +268,8 @@ def file_name(case: Case) -> str:
 
 def make_entry(case: Case, seed: int, root: Path, grids: list[str]) -> dict:
     """Build the case, write its file if it is kept, and return its manifest entry."""
-    keep = any(g in STORED_GRIDS for g in grids) and case_payload_bytes(case) <= SIZE_LIMIT
+    keep = (any(g in STORED_GRIDS for g in grids) and case_payload_bytes(case) <= SIZE_LIMIT
+            and case.a not in HASH_ONLY_SCHEMES)
     data = build(case, seed, with_bound=keep)
     entry = {"grids": sorted(grids), "params": asdict(case)}
     if keep:

@@ -37,13 +37,19 @@ class Capability:
     bias_out: frozenset | None = None  # allowed (bias, out) pairs when not every pair works
     layouts: frozenset = frozenset({"kn-t"})
     scale_pairs: frozenset | None = None  # None: every shape pair
+    # (w, a) scheme pairs; None: every W8A8 scheme (weight-only a=none and block FP8 are
+    # layer schemes of their own that an adapter opts into)
+    schemes: frozenset | None = None
     profile: str = "fp32"
     rules: tuple = field(default=())
 
     def why_not(self, case: Case) -> str | None:
         """The reason ``case`` is unsupported, or None."""
+        scheme_ok = ((case.w, case.a) in self.schemes if self.schemes is not None
+                     else case.a not in ("none", "group"))
         checks = (
             (case.level in self.levels, f"level {case.level!r} not in {sorted(self.levels)}"),
+            (scheme_ok, f"scheme w={case.w}, a={case.a} not supported"),
             ((case.fmt_a, case.fmt_b) in self.formats,
              f"format pair {case.fmt_a} x {case.fmt_b} not supported"),
             (case.out in self.outs, f"output dtype {case.out} not supported"),

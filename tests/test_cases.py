@@ -79,21 +79,27 @@ def _valid_case_kwargs():
     def build_kw(draw):
         lv = draw(level)
         a = draw(st.sampled_from(A_SCHEMES[lv]))
-        w = draw(st.sampled_from(W_SCHEMES))
-        sa = "[M,1]" if a in ("token", "dyn-token") else draw(st.sampled_from(SA_SHAPES))
+        w = "block" if a == "group" else draw(st.sampled_from(W_SCHEMES[:2]))
+        sa = {"token": "[M,1]", "dyn-token": "[M,1]", "none": "[]", "group": "[M,G]"}.get(a)
+        sa = sa or draw(st.sampled_from(SA_SHAPES[:3]))
         sb = draw(st.sampled_from({"tensor": ("[]", "[1]", "[1,N]"),
-                                   "channel": ("[N]", "[1,N]", "[N,1]")}[w]))
+                                   "channel": ("[N]", "[1,N]", "[N,1]"),
+                                   "block": ("[Nb,Kb]",)}[w]))
         fa = draw(st.sampled_from(FP8_FORMATS))
+        fb = draw(st.sampled_from(FP8_FORMATS))
         edge = draw(st.sampled_from(tuple(EDGES)))
         if edge == "inf-a" and lv == "op":
             fa = "e5m2"
+        x = draw(st.sampled_from(("bf16", "fp16"))) if lv == "layer" else "bf16"
+        out = draw(st.sampled_from(OUT_FORMATS))
+        if a in ("none", "group"):  # one FP8 format, no edge; weight-only outputs in x's dtype
+            fb, edge = fa, ""
+            out = x if a == "none" else out
         return dict(
             M=draw(st.integers(0, 9000)), N=draw(st.integers(1, 9000)),
-            K=draw(st.integers(1, 20000)), level=lv, w=w, a=a, fmt_a=fa,
-            fmt_b=draw(st.sampled_from(FP8_FORMATS)), out=draw(st.sampled_from(OUT_FORMATS)),
+            K=draw(st.integers(1, 20000)), level=lv, w=w, a=a, fmt_a=fa, fmt_b=fb, out=out,
             bias=draw(st.sampled_from(BIASES)), layout=draw(st.sampled_from(tuple(LAYOUTS))),
-            sa=sa, sb=sb, dataset=draw(st.sampled_from(tuple(DATASETS))),
-            x=draw(st.sampled_from(("bf16", "fp16"))) if lv == "layer" else "bf16", edge=edge)
+            sa=sa, sb=sb, dataset=draw(st.sampled_from(tuple(DATASETS))), x=x, edge=edge)
 
     return build_kw()
 
@@ -388,3 +394,24 @@ def test_scale_shapes_and_expected(sa, sb, w, a):
         assert len(set(d.scale_b.reshape(-1).tolist())) > 1
     if a == "token":
         assert len(set(d.scale_a.reshape(-1).tolist())) > 1
+
+
+@pytest.mark.parametrize("kw,needle", [
+    (dict(w="block", a="static", sb="[Nb,Kb]"), "w='block', a='static'"),
+    (dict(w="tensor", a="group", sa="[M,G]"), "w='tensor', a='group'"),
+    (dict(a="none", out="fp16", x="bf16"), "out='fp16' must equal x='bf16'"),
+    (dict(a="none", fmt_b="e5m2"), "fmt_a == fmt_b"),
+    (dict(a="none", sa="[M,1]"), "sa='[M,1]'"),
+    (dict(w="block", a="group", sa="[M,G]", sb="[N]"), "sb='[N]'"),
+])
+def test_weight_only_and_block_schemes_reject_impossible_combinations(kw, needle):
+    """The W8A16 and block layer schemes name what is wrong with a bad combination."""
+    with pytest.raises(CaseError) as exc:
+        Case(M=4, N=8, K=256, level="layer", **kw)
+    assert needle in str(exc.value), str(exc.value)
+
+
+def test_block_scale_shapes_follow_k_and_n():
+    from golden.cases import scale_shape
+    assert scale_shape("[M,G]", 5, 192, 256) == (5, 2)
+    assert scale_shape("[Nb,Kb]", 5, 192, 384) == (2, 3)
