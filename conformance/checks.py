@@ -52,10 +52,11 @@ def _fmt(v):
     return f"{v:.6g}" if isinstance(v, float) else str(v)
 
 
-def rerun_command(case_id: str, backend: str, device: str, seed: int) -> str:
+def rerun_command(case_id: str, backend: str, device: str, seed: int,
+                  emulated: bool = False) -> str:
     """One shell line that reruns just this case."""
     return (f"pytest conformance --backend={backend} --device={device} --seed={seed} "
-            f"--case={shlex.quote(case_id)}")
+            + ("--emulate-xpu " if emulated else "") + f"--case={shlex.quote(case_id)}")
 
 
 def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:

@@ -12,6 +12,7 @@ from golden.store import Store, StoreError, output_hash
 from kernel.registry import default_backend_and_device, get_backend
 
 from .matrix import grid, grid_names
+from .tracking import EMULATED_PREFIX
 
 __all__ = ["addoption", "configure", "report_header", "generate_tests", "case_data", "SkipTally"]
 
@@ -38,6 +39,10 @@ def addoption(parser) -> None:
     g.addoption("--timing-reps", default=None, type=int, metavar="R",
                 help="timed kernel calls per case after one warm-up, median reported "
                      "(default: 10 on cuda/xpu, 3 on cpu; 0 times the single call)")
+    g.addoption("--emulate-xpu", action="store_true", default=False,
+                help="run backends that call vllm-xpu-kernels' torch.ops._xpu_C (vllm:XPU* "
+                     "classes, xpu-ops) on CPU through the op contract emulation; results are "
+                     "labelled emulated, never XPU")
     g.addoption("--progress-interval", default=30.0, type=float, metavar="S",
                 help="seconds between worst-so-far progress lines (default 30; 0: none)")
 
@@ -54,6 +59,14 @@ def configure(config) -> None:
         adapter = get_backend(opt.backend)
     except ValueError as exc:
         raise pytest.UsageError(f"--backend={opt.backend!r}: {exc}") from None
+    if opt.emulate_xpu:
+        if not hasattr(adapter, "set_emulation"):
+            raise pytest.UsageError(f"--emulate-xpu: backend {opt.backend!r} does not call the "
+                                    "XPU ops; it applies to vllm:XPU* classes and xpu-ops")
+        try:
+            adapter.set_emulation(True)
+        except (ValueError, RuntimeError) as exc:
+            raise pytest.UsageError(str(exc)) from None
     if opt.device is None:
         devs = adapter.devices()
         opt.device = devs[0] if devs else "cpu"
@@ -99,7 +112,8 @@ def report_header(config) -> list[str]:
     store = config._fp8_store
     golden = (f"golden store ({len(store.manifest['cases'])} cases)" if store is not None
               else "no golden store (computed)")
-    lines = [f"fp8 conformance: backend={opt.backend} device={opt.device} grid={opt.grid} "
+    emu = " EMULATED (XPU op contract on CPU, not XPU hardware)" if adapter.emulated else ""
+    lines = [f"fp8 conformance: backend={opt.backend}{emu} device={opt.device} grid={opt.grid} "
              f"seed={opt.seed}" + (f" case={opt.case}" if opt.case else "") + f"; {golden}"]
     why = adapter.why_unavailable(opt.device)
     if why:
@@ -115,7 +129,8 @@ def generate_tests(metafunc) -> None:
         return
     opt = metafunc.config.option
     cases = [Case.from_id(opt.case)] if opt.case else grid(opt.grid)
-    metafunc.parametrize("case", cases, ids=[c.id for c in cases])
+    prefix = EMULATED_PREFIX if metafunc.config._fp8_adapter.emulated else ""
+    metafunc.parametrize("case", cases, ids=[prefix + c.id for c in cases])
 
 
 def ignore_coverage(collection_path, config) -> bool | None:

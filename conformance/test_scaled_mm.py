@@ -16,7 +16,7 @@ def test_scaled_mm(case, adapter, device, seed, golden_store, timing_reps, recor
     reason = adapter.why_not(case, device)
     if reason:
         pytest.skip(f"{adapter.name}/{device}: {reason}")
-    rerun = rerun_command(case.id, adapter.name, device, seed)
+    rerun = rerun_command(case.id, adapter.name, device, seed, adapter.emulated)
     record_property("rerun", rerun)
     try:
         data = case_data(case, seed, golden_store)
@@ -40,4 +40,5 @@ def test_scaled_mm(case, adapter, device, seed, golden_store, timing_reps, recor
     record_property("tflops", flops / run.seconds / 1e12 if run.seconds and flops else None)
     if not verdict.passed:
         record_property("failed_checks", ",".join(verdict.checks))
-        pytest.fail(verdict.message(case.id, rerun), pytrace=False)
+        note = f"\n  kernel note: {run.note}" if run.note else ""
+        pytest.fail(verdict.message(case.id, rerun) + note, pytrace=False)

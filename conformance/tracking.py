@@ -57,6 +57,9 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return i, n
 
 
+EMULATED_PREFIX = "emulated:"  # test ids of --emulate-xpu runs carry it; case ids do not
+
+
 def in_shard(nodeid: str, shard: tuple[int, int]) -> bool:
     """Whether ``nodeid`` belongs to ``shard`` = (i, n)."""
     i, n = shard
@@ -68,7 +71,8 @@ def case_of_nodeid(nodeid: str) -> tuple[str, str | None]:
     """``(test name, case id or None)`` from a node id like ``path::test_x[<case id>]``."""
     name = nodeid.rsplit("::", 1)[-1]
     base, bracket, rest = name.partition("[")
-    return base, (rest[:-1] if bracket and rest.endswith("]") else None)
+    return base, (rest[:-1].removeprefix(EMULATED_PREFIX) if bracket and rest.endswith("]")
+                  else None)
 
 
 def _record(item, rep, worker: str) -> dict:

@@ -375,7 +375,8 @@ def grouped_mm_exact(a, fmt_a: str, b, fmt_b: str, scale_a, scale_b, group_k: in
     sa = np.broadcast_to(np.asarray(scale_a, np.float32).astype(np.float64), (m, g))
     sb = np.broadcast_to(np.asarray(scale_b, np.float32).astype(np.float64), (g, n))
     c = np.zeros((1, 1)) if bias is None else np.asarray(bias, np.float64)
-    c = np.broadcast_to(c, (m, n)) if c.size > 1 else c.reshape(1, 1)
+    c = c.reshape(1, -1) if c.ndim < 2 else c  # [N] -> [1,N]; [M,1] and [M,N] stay
+    np.broadcast_shapes(c.shape, (m, n))  # a bias that does not broadcast fails here
 
     special = (~np.isfinite(a).all(axis=1) | ~np.isfinite(sa).all(axis=1))[:, None]
     special = special | (~np.isfinite(b).all(axis=0) | ~np.isfinite(sb).all(axis=0))[None, :]
@@ -390,8 +391,10 @@ def grouped_mm_exact(a, fmt_a: str, b, fmt_b: str, scale_a, scale_b, group_k: in
         c = np.where(np.isfinite(c), c, 0.0)
     if m == 0 or n == 0:
         return np.zeros((m, n))
-    if g == 1:  # one scale per element: the plain path (its fast rounding applies)
+    if g == 1 and c.shape[0] == 1:  # the plain path (its fast rounding takes a [1,N] bias)
         y = _round_terms(exact_dot_terms(a, fmt_a, b, fmt_b), sa, sb, c, out, (m, n))
+    elif g == 1:
+        y = _round_general(exact_dot_terms(a, fmt_a, b, fmt_b), sa, sb, c, out, (m, n))
     else:
         terms = []
         for j in range(g):

@@ -24,7 +24,13 @@ def register(name: str):
 
 
 def _load_builtin() -> None:
-    from . import broken, reference, torch_scaled_mm  # noqa: F401  (registration side effect)
+    from . import (  # noqa: F401  (registration side effect)
+        broken,
+        ipex_ops,
+        reference,
+        torch_scaled_mm,
+        xpu_ops,
+    )
 
 
 # Backend families take an argument after a colon: ``vllm:<KernelClass>``.

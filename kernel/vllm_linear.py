@@ -42,13 +42,19 @@ KERNEL_MODULES = (
     "vllm.model_executor.kernels.linear.scaled_mm.cpu",
     "vllm.model_executor.kernels.linear.scaled_mm.cutlass",
 )
-_W_KEY = {"tensor": "kFp8StaticTensorSym", "channel": "kFp8StaticChannelSym"}
+_W_KEY = {"tensor": "kFp8StaticTensorSym", "channel": "kFp8StaticChannelSym",
+          "block": "kFp8Static128BlockSym"}
+# a=none: the weight-only loader's activation key (compressed_tensors_w8a16_fp8.py:49, dynamic)
 _A_KEY = {"static": "kFp8StaticTensorSym", "dyn-tensor": "kFp8DynamicTensorSym",
-          "dyn-token": "kFp8DynamicTokenSym"}
+          "dyn-token": "kFp8DynamicTokenSym", "none": "kFp8DynamicTensorSym",
+          "group": "kFp8Dynamic128Sym"}
+_SCHEMES = frozenset({(w, a) for w in ("tensor", "channel")
+                      for a in ("static", "dyn-tensor", "dyn-token", "none")} | {("block", "group")})
 _TORCH_DT = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 # The weight_scale shapes vLLM's loaders produce (fp8.py: 0-D after .max(); compressed-tensors:
 # [N,1]; [1] and [N] are the other shapes a checkpoint can carry).
-_LOADER_SB = {"tensor": ("[]", "[1]"), "channel": ("[N,1]", "[N]")}
+_LOADER_SB = {"tensor": ("[]", "[1]"), "channel": ("[N,1]", "[N]"), "block": ("[Nb,Kb]",)}
+_PARAM_NAMES = ["weight", "weight_scale", "input_scale", "input_scale_ub"]
 
 
 def _vllm():
@@ -78,6 +84,34 @@ def load_kernel_class(name: str):
     raise Unsupported(f"no vLLM kernel class {name!r} in {', '.join(tried)}")
 
 
+def _emulated(cls):
+    """``cls`` with ``is_supported`` true off XPU (the --emulate-xpu contract emulation): a
+    subclass, so vLLM's class itself is untouched and its other methods run as they are."""
+    if cls not in _EMULATED:
+        _EMULATED[cls] = type(cls.__name__, (cls,), {
+            "is_supported": classmethod(lambda c, compute_capability=None: (True, None)),
+            "__doc__": f"{cls.__name__} with is_supported forced true (--emulate-xpu)"})
+    return _EMULATED[cls]
+
+
+_EMULATED: dict = {}
+
+
+def _block_base():
+    from vllm.model_executor.kernels.linear.scaled_mm.BlockScaledMMLinearKernel import (
+        Fp8BlockScaledMMLinearKernel,
+    )
+
+    return Fp8BlockScaledMMLinearKernel
+
+
+def weight_only_classes() -> set[str]:
+    """Names of the classes vLLM serves weight-only (W8A16) layers with, on any platform."""
+    from vllm.model_executor.kernels import linear
+
+    return {k.__name__ for ks in linear._POSSIBLE_WFP8A16_KERNELS.values() for k in ks}
+
+
 def _no_weight_processing(cls) -> bool:
     """Whether ``cls`` keeps the base class's no-op ``process_weights_after_loading``."""
     from vllm.model_executor.kernels.linear.scaled_mm.ScaledMMLinearKernel import (
@@ -92,6 +126,8 @@ class VllmLinearAdapter(Adapter):
 
     family = "vllm"
     description = "vLLM FP8ScaledMMLinearKernel subclass through its layer interface"
+
+    emulate = False  # --emulate-xpu: XPU classes run on CPU over kernel.xpu_emulation
 
     def __init__(self, kernel_class: str):
         if not kernel_class.isidentifier():
@@ -109,6 +145,23 @@ class VllmLinearAdapter(Adapter):
             except Unsupported as exc:
                 raise ValueError(str(exc)) from None
         self.description = f"vLLM {kernel_class} (process_weights_after_loading + apply_weights)"
+
+    @property
+    def calls_xpu_ops(self) -> bool:
+        """vLLM's XPU classes call ``torch.ops._xpu_C``: they can run on the emulation."""
+        return self.kernel_class.startswith("XPU")
+
+    def set_emulation(self, on: bool) -> None:
+        """Run the XPU classes on CPU through the contract emulation (labelled emulated)."""
+        if on and not self.calls_xpu_ops:
+            raise ValueError(f"--emulate-xpu: {self.name} does not call the XPU ops; it "
+                             "applies to vllm:XPU* classes and xpu-ops")
+        if on:
+            from . import xpu_emulation
+
+            xpu_emulation.install()
+            self.description += f" [{xpu_emulation.LABEL}]"
+        self.emulate = self.emulated = on
 
     def devices(self) -> list[str]:
         try:
@@ -131,12 +184,18 @@ class VllmLinearAdapter(Adapter):
             levels=frozenset({"layer"}),
             formats=frozenset({("e4m3fn", "e4m3fn")}),  # vLLM quantizes to the platform's e4m3fn
             layouts=frozenset({"kn-t", "kn", "nk"}),
-            profile="fp32",
+            schemes=_SCHEMES,
+            # Under --emulate-xpu the op is the exact reference, so the class's own handling
+            # is all that can differ: judged exactly. Otherwise oneDNN / torch: fp32.
+            profile="exact" if self.emulate else "fp32",
             rules=(
                 (lambda c: c.sb in _LOADER_SB[c.w],
                  "vLLM's FP8 loaders hand weight_scale as 0-D/[1] (per tensor) or [N,1]/[N] "
                  "(per channel), never this shape"),
                 (lambda c: c.edge == "", "edge-condition inputs are op-level checks"),
+                (lambda c: c.w != "block" or c.layout == "nk",
+                 "vLLM's block-FP8 path keeps the [N,K] checkpoint (process_fp8_weight_block_"
+                 "strategy: no transpose); it is never handed another layout"),
             ),
         )
 
@@ -171,7 +230,10 @@ class VllmLinearAdapter(Adapter):
         layer.weight = param(w)
         # np.array, not np.ascontiguousarray: the latter turns fp8.py's 0-D scale into [1]
         ws = torch.from_numpy(np.array(data.scale_b, np.float32, order="C"))
-        layer.weight_scale = param(ws)
+        if c.w == "block":  # fp8.py's name for the [Nb,Kb] block scale
+            layer.weight_scale_inv = param(ws)
+        else:
+            layer.weight_scale = param(ws)
         xs = None
         if c.a == "static":
             xs = torch.from_numpy(np.asarray(data.input_scale, np.float32)).clone()
@@ -190,20 +252,36 @@ class VllmLinearAdapter(Adapter):
 
         c = data.case
         cls = load_kernel_class(self.kernel_class)
+        is_block = issubclass(cls, _block_base())
+        name = self.kernel_class
+        if (c.w == "block") != is_block:
+            raise Unsupported(f"{name} is {'a' if is_block else 'not a'} block-FP8 kernel; "
+                              f"vLLM never hands it a w={c.w} layer")
+        if c.a == "none" and name not in weight_only_classes():
+            raise Unsupported(f"vLLM never hands a weight-only (W8A16) layer to {name}: it "
+                              "is in no platform's _POSSIBLE_WFP8A16_KERNELS list")
+        if self.emulate:
+            cls = _emulated(cls)
         vcfg = VllmConfig(compilation_config=CompilationConfig(mode=CompilationMode.NONE))
         with set_current_vllm_config(vcfg):
             cfg = self._config(c)
             ok, why = cls.is_supported()
             if not ok:
-                raise Unsupported(f"{self.kernel_class}.is_supported: {why}")
+                hint = " (--emulate-xpu runs it on CPU over the op contract emulation)" if (
+                    self.calls_xpu_ops) else ""
+                raise Unsupported(f"{name}.is_supported: {why}{hint}")
             ok, why = cls.can_implement(cfg)
             if not ok:
-                raise Unsupported(f"{self.kernel_class}.can_implement rejects: {why}")
-            if c.layout == "nk" and _no_weight_processing(cls):
-                raise Unsupported(f"{self.kernel_class} does no weight processing: vLLM's loaders "
+                raise Unsupported(f"{name}.can_implement rejects: {why}")
+            if c.layout == "nk" and not is_block and _no_weight_processing(cls):
+                raise Unsupported(f"{name} does no weight processing: vLLM's loaders "
                                   "hand it the [K,N] view (layout kn-t), never the [N,K] checkpoint")
-            kernel = cls(cfg, layer_param_names=["weight", "weight_scale", "input_scale",
-                                                 "input_scale_ub"])
+            if c.layout == "kn" and c.K == c.N and not _no_weight_processing(cls):
+                raise Unsupported(
+                    f"{name} tells [N,K] from [K,N] by shape, and at K == N by contiguity "
+                    "(a contiguous square weight is the [N,K] checkpoint): a row-major [K,N] "
+                    "square weight cannot be told apart through the layer interface")
+            kernel = cls(cfg) if is_block else cls(cfg, layer_param_names=_PARAM_NAMES)
             layer = self.layer(data)
             kernel.process_weights_after_loading(layer)
             xdt = getattr(torch, _TORCH_DT[c.x])
@@ -214,9 +292,14 @@ class VllmLinearAdapter(Adapter):
             if data.bias is not None:
                 bias = torch.from_numpy(np.asarray(data.bias, np.float32)).to(
                     getattr(torch, _TORCH_DT[c.bias]))
+            if self.emulate:
+                from . import xpu_emulation
+
+                xpu_emulation.clear_calls()
             t0 = time.perf_counter()
             y = kernel.apply_weights(layer, x, bias)
             seconds = time.perf_counter() - t0
+            note = _op_note(c) if self.emulate else ""
             if reps:
                 from .timing import median_seconds
 
@@ -225,4 +308,19 @@ class VllmLinearAdapter(Adapter):
         want = (*x.shape[:-1], c.N)
         if tuple(y.shape) != want:
             raise RuntimeError(f"apply_weights returned shape {tuple(y.shape)}, expected {want}")
-        return KernelRun(y.float().reshape(c.M, c.N).numpy().astype(np.float64), seconds)
+        return KernelRun(y.float().reshape(c.M, c.N).numpy().astype(np.float64), seconds, note)
+
+
+def _op_note(case: Case) -> str:
+    """What the emulated XPU ops saw (route, A dtype), and whether a W8A8 scheme reached a
+    GEMM with unquantized activations (the weight-only kernel serving a W8A8 layer)."""
+    from .xpu_emulation import CALLS
+
+    seen = "; ".join(f"_xpu_C.{r['op']} A {r.get('a_dtype')} {r.get('a_shape')}, route "
+                     f"{r.get('route')}" for r in CALLS)
+    dropped = case.a != "none" and any(r.get("a_dtype") in ("bfloat16", "float16")
+                                       for r in CALLS)
+    if dropped:
+        return (f"activations were never quantized: the W8A8 scheme a={case.a} reached the "
+                f"GEMM in {case.x} ({seen})")
+    return f"emulated op calls: {seen}"

@@ -115,6 +115,20 @@ def test_one_group_equals_scaled_mm_exact(out):
     assert np.array_equal(got4, want)
 
 
+@pytest.mark.parametrize("bias_shape", [(5, 6), (5, 1), (6,), (1, 6)])
+@pytest.mark.parametrize("gk", [64, 16])
+def test_bias_of_every_broadcast_shape(bias_shape, gk):
+    """[M,N], [M,1], [N] and [1,N] biases, one group and several (integer data: exact)."""
+    rng = np.random.default_rng(3)
+    a = rng.integers(-8, 9, (5, 64)).astype(np.float64)
+    b = rng.integers(-8, 9, (64, 6)).astype(np.float64)
+    bias = rng.integers(-3000, 3000, bias_shape).astype(np.float64)
+    g = 64 // gk
+    got = grouped_mm_exact(a, "e4m3fn", b, "e4m3fn", np.ones((1, g)), np.ones((g, 6)), gk,
+                           bias, "bf16")
+    assert np.array_equal(got, round_to_format(a @ b + bias, "bf16"))
+
+
 def test_nan_in_activation_poisons_its_row():
     x = np.ones((3, 8))
     x[1, 2] = np.nan

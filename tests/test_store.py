@@ -405,7 +405,7 @@ def test_case_data_checks_a_hash_only_entry(root, capsys):
 
 
 def _config(golden: bool):
-    opt = SimpleNamespace(grid="smoke", backend="reference", device="cpu", case=None,
+    opt = SimpleNamespace(grid="smoke", backend="reference", device="cpu", case=None, emulate_xpu=False,
                           golden=golden, seed=0, timing_reps=None)
     return SimpleNamespace(option=opt)
 
