@@ -37,6 +37,7 @@ from .checks import rerun_command
 from .report import schema
 from .report.envelope import make_envelope
 from .report.write import write_reports
+from .vllm_tables import report_tables
 
 __all__ = ["Tracker", "parse_shard", "in_shard", "case_of_nodeid"]
 
@@ -237,13 +238,15 @@ class Tracker:
             self.records[nodeid] = {
                 "key": nodeid, "test": test, "case": case, "verdict": "crashed",
                 "reason": message, "checks": ["crashed"],
-                "rerun": case and rerun_command(case, opt.backend, opt.device, opt.seed),
+                "rerun": case and rerun_command(case, opt.backend, opt.device, opt.seed,
+                                                self.config._fp8_adapter.emulated),
                 "metrics": {}, "duration_s": None, "worker": None}
         if not self.records:
             return  # no conformance test ran (e.g. the suite's own tests): no report
         try:
-            self.paths = write_reports(self.envelope(), list(self.records.values()),
-                                       self.report_dir)
+            records = list(self.records.values())
+            self.paths = write_reports(self.envelope(), records, self.report_dir,
+                                       tables=report_tables(opt.backend, records))
         except Exception as exc:  # the run's verdicts stand; say what was not written
             self.write_error = f"{type(exc).__name__}: {exc}"
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR

@@ -574,3 +574,24 @@ def markdown_tables(selection_rows: list[dict], capability_rows: list[dict]) -> 
                    ("can_implement", "can_implement", 70), ("status", "status", 70)],
                   capability_rows)
     return "\n".join(out) + "\n"
+
+
+def report_tables(backend: str, records: list[dict], selection: bool = True) -> dict:
+    """The tables a ``vllm:<Class>`` run adds to its tolerance report (empty for other
+    backends). A table that cannot be computed becomes a ``table_errors`` row, never a lost
+    report."""
+    if not backend.startswith("vllm:"):
+        return {}
+    tables: dict = {}
+    errors = []
+    makers = [("vllm_capability", lambda: capability_table(records, backend.split(":", 1)[1]))]
+    if selection:
+        makers.append(("vllm_selection", selection_table))
+    for name, make in makers:
+        try:
+            tables[name] = make()
+        except Exception as exc:  # noqa: BLE001 - reported in the table's place
+            errors.append({"table": name, "error": f"{type(exc).__name__}: {exc}"})
+    if errors:
+        tables["table_errors"] = errors
+    return tables

@@ -884,3 +884,37 @@ def test_cli_merge_error_exits_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and str(b) in err and str(a) in err, (rc, err)
     assert not (tmp_path / "out").exists(), "a failed merge wrote output"
+
+
+def _vllm_tables() -> dict:
+    sel = [{"platform": "XPU", "path": "w8a8", "scheme": "w=tensor,a=static",
+            "selected": "XPUW8A16FP8LinearKernel", "is_supported": "assumed (off-platform)",
+            "drops_act_quant": True, "drops_how": "measured on CPU: <b>x</b>", "note": None,
+            "rejected_before": []}]
+    cap = [{"kernel": "K", "w": "tensor", "a": "static", "format": "e4m3fn", "x": "bf16",
+            "out": "bf16", "cases": 2, "passed": 0, "failed": 2, "skipped": 0,
+            "can_implement": "accepts", "status": "VIOLATION: accepted but 2 cases fail"}]
+    return {"vllm_selection": sel, "vllm_capability": cap}
+
+
+def test_tables_round_trip_and_render_in_markdown_and_html(tmp_path):
+    """A vllm run's selection and capability tables are kept in the JSON and shown in the
+    Markdown and the HTML (escaped)."""
+    from conformance.report.write import write_reports
+
+    paths = write_reports(envelope(), [record(OPS[0])], tmp_path, step_summary=False,
+                          tables=_vllm_tables())
+    rep = schema.load(paths[0])
+    assert rep["tables"]["vllm_selection"][0]["selected"] == "XPUW8A16FP8LinearKernel"
+    md = paths[1].read_text()
+    assert "### vLLM kernel selection" in md and "VIOLATION: accepted but 2 cases fail" in md
+    page = paths[2].read_text()
+    assert "vLLM kernel selection" in page and "&lt;b&gt;x&lt;/b&gt;" in page
+
+
+@pytest.mark.parametrize("tables", [[1, 2], {"t": "rows"}, {"t": [1]}])
+def test_malformed_tables_are_a_report_error(tables):
+    rep = {"schema": schema.SCHEMA, "schema_version": schema.SCHEMA_VERSION,
+           "envelope": schema.encode(envelope()), "records": [], "tables": tables}
+    with pytest.raises(schema.ReportError, match="tables"):
+        schema.validate(rep)

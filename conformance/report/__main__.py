@@ -65,14 +65,15 @@ def main(argv=None) -> int:
             for w in warnings:
                 print(f"warning: {w}", file=sys.stderr)
             paths = write_reports(merged["envelope"], merged["records"], args.output,
-                                  step_summary=False)
+                                  step_summary=False, tables=merged.get("tables"))
             print(f"merged {len(args.reports)} reports, {len(merged['records'])} records "
                   f"(shards {', '.join(merged['envelope']['merged_from'])}): "
                   + ", ".join(map(str, paths)))
             return 0
         reports = [schema.load(f) for f in args.reports]
         paths = write_reports(reports[0]["envelope"], reports[0]["records"], args.output,
-                              step_summary=False, extra=reports[1:])
+                              step_summary=False, extra=reports[1:],
+                              tables=reports[0].get("tables"))
         print("written: " + ", ".join(map(str, paths)))
         return 0
     except schema.ReportError as exc:

@@ -145,6 +145,26 @@ def _plots(report: dict, extra: list[dict]) -> list[tuple[str, str]]:
     return out
 
 
+_TABLE_TITLES = {
+    "vllm_selection": "vLLM kernel selection per platform and loader scheme (is_supported "
+                      "measured on this platform only, assumed elsewhere)",
+    "vllm_capability": "vLLM kernel capability vs conformance (VIOLATION: accepted by "
+                       "can_implement, then wrong)",
+    "table_errors": "Tables that could not be computed",
+}
+
+
+def _rows_table(name: str, rows: list[dict]) -> str:
+    """A report table (list of row objects) as an HTML table, columns in first-seen order."""
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    def cell(v):
+        return _e("; ".join(map(str, v)) if isinstance(v, list) else ("-" if v is None else v))
+    body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c))}</td>" for c in cols) + "</tr>"
+                   for r in rows)
+    return (f"<h2>{_e(_TABLE_TITLES.get(name, name))}</h2><table><tr>"
+            + "".join(f"<th>{_e(c)}</th>" for c in cols) + f"</tr>{body}</table>")
+
+
 def render_html(report: dict, extra: list[dict] | None = None) -> str:
     env, records = report["envelope"], report["records"]
     counts = S.verdict_counts(records)
@@ -169,7 +189,10 @@ def render_html(report: dict, extra: list[dict] | None = None) -> str:
     for sch, c in S.by_scheme(records).items():
         h.append(f"<tr><td>{_e(sch)}</td>" + "".join(
             f"<td class='n'>{c[k]}</td>" for k in ("pass", "fail", "crashed", "error", "skip")) + "</tr>")
-    h.append("</table><h2>Plots</h2><div class='plots'>")
+    h.append("</table>")
+    for name, rows in (report.get("tables") or {}).items():
+        h.append(_rows_table(name, rows))
+    h.append("<h2>Plots</h2><div class='plots'>")
     for name, src in _plots(report, extra or []):
         h.append(f"<h3>{_e(name)}</h3><img alt='{_e(name)}' src='{src}'>")
     h.append("</div><h2>Ten worst cases</h2><table><tr><th>verdict</th><th>bound use</th>"

@@ -78,6 +78,15 @@ def render_markdown(report: dict) -> str:
             out.append(f"| {i} | {r['verdict']} | {_g(m.get('bound_use'))} | {_g(m.get('max_ulps'))} | "
                        f"`{_cell(r['case'] or r['key'])}` | "
                        + (f"`{_cell(rerun)}`" if rerun else "-") + " |")
+    tables = report.get("tables") or {}
+    if "vllm_selection" in tables or "vllm_capability" in tables:
+        from ..vllm_tables import markdown_tables
+
+        out += ["", markdown_tables(tables.get("vllm_selection", []),
+                                    tables.get("vllm_capability", [])).replace("\n## ", "\n### ")
+                .replace("## ", "### ", 1)]
+    for err in tables.get("table_errors", []):
+        out += ["", f"**Table {err.get('table')} not computed:** {err.get('error')}"]
     skips_md = _skips(records)
     failed = [r for r in records if r["verdict"] in ("fail", "crashed", "error")]
     if failed:

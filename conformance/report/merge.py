@@ -65,4 +65,10 @@ def merge_reports(reports: list[tuple[str, dict]], partial: bool = False) -> tup
                 "merged_from": [f"{i}/{m}" for i, m in sorted(seen)],
                 "date": min(r["envelope"]["date"] for _, r in reports),
                 "command": " ; ".join(r["envelope"]["command"] for _, r in reports)}
-    return {"envelope": envelope, "records": list(records.values())}, warnings
+    merged = list(records.values())
+    tables = dict(reports[0][1].get("tables") or {})
+    if "vllm_capability" in tables:  # per-scheme counts: recount over all shards' records
+        from ..vllm_tables import report_tables
+
+        tables.update(report_tables(envelope["backend"], merged, selection=False))
+    return {"envelope": envelope, "records": merged, "tables": tables}, warnings

@@ -3,7 +3,10 @@
 A report is one JSON object::
 
     {"schema": "fp8-conformance-tolerance", "schema_version": 1,
-     "envelope": {...}, "records": [{...}, ...]}
+     "envelope": {...}, "records": [{...}, ...], "tables": {...}}
+
+``tables`` is optional: named lists of row objects that a backend adds (``vllm:<Class>`` runs
+add ``vllm_selection`` and ``vllm_capability``, see ``conformance/vllm_tables.py``).
 
 The tables below are the documentation: ``python -m conformance.report schema`` prints them as
 Markdown (``docs/tolerance-schema.md`` is that output, checked by a test). JSON has no
@@ -154,6 +157,11 @@ def validate(report: dict, where: str = "report") -> dict:
             raise ReportError(f"{where}: record {i}: key {rec['key']!r} appears twice")
         seen.add(rec["key"])
         _check_fields(rec["metrics"], METRIC_FIELDS, f"{where}: record {i} metrics", required=False)
+    tables = report.get("tables", {})
+    if not isinstance(tables, dict) or not all(
+            isinstance(rows, list) and all(isinstance(r, dict) for r in rows)
+            for rows in tables.values()):
+        raise ReportError(f"{where}: \"tables\" must map names to lists of row objects")
     return report
 
 
@@ -207,4 +215,10 @@ def markdown() -> str:
         "## records[]", table(RECORD_FIELDS),
         "## records[].metrics", "Present when the kernel ran (pass or fail after running).",
         table(METRIC_FIELDS),
+        "## tables (optional)",
+        "Named lists of row objects a backend adds. `vllm:<Class>` runs add `vllm_selection` "
+        "(which class vLLM selects per platform and loader scheme, whether it drops activation "
+        "quantization, measured or from source) and `vllm_capability` (per scheme of the run: "
+        "what `can_implement` said and whether the cases it accepted passed); their row fields "
+        "are documented in `conformance/vllm_tables.py`.",
     ]) + "\n"
