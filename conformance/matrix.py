@@ -10,7 +10,8 @@ cases. Grids are deterministic lists; ids are unique within a grid.
 ``full``     default plus every data set on every scheme, the fnuz formats, fp16 bias, more shapes.
 ``llm``      real layer shapes (Llama-3.1-8B/70B over TP 1..8, Qwen2.5-7B), M from 1 to 8192.
 ``vllm``     vLLM's FP8 linear paths at layer level: the default grid's W8A8 cases in the
-             loaders' scale shapes, weight-only W8A16 and block FP8 (``--backend=vllm:<Class>``).
+             loaders' scale shapes, weight-only W8A16 and block FP8 (``--backend=vllm:<Class>``);
+             ``vllm-w8a8``, ``vllm-w8a16`` and ``vllm-block`` are its three parts.
 """
 
 from __future__ import annotations
@@ -217,7 +218,8 @@ def _llm():
         yield Case(M=m, N=n, K=k, w=w, a=a, sa=sa, sb=sb, dataset="gauss")
 
 
-GRIDS = {"smoke": _smoke, "default": _default, "full": _full, "llm": _llm, "vllm": _vllm}
+GRIDS = {"smoke": _smoke, "default": _default, "full": _full, "llm": _llm, "vllm": _vllm,
+         "vllm-w8a8": _layer_vllm, "vllm-w8a16": _layer_w8a16, "vllm-block": _layer_block}
 
 
 def grid_names() -> list[str]:

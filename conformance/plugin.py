@@ -134,12 +134,15 @@ def generate_tests(metafunc) -> None:
 
 
 def ignore_coverage(collection_path, config) -> bool | None:
-    """The store-coverage module belongs to full `default`-grid runs, not to --case reruns
-    or other grids (whose counts it would otherwise change)."""
-    if collection_path.name != "test_golden_store.py":
-        return None
+    """Modules that are not per-case: the store-coverage check belongs to full `default`-grid
+    runs only, and the mixed-granularity sequences to whole-grid runs other than `smoke` (not
+    ``--case`` reruns, whose counts they would otherwise change)."""
     opt = config.option
-    return True if (opt.grid != "default" or opt.case) else None
+    if collection_path.name == "test_golden_store.py":
+        return True if (opt.grid != "default" or opt.case) else None
+    if collection_path.name == "test_mixed_granularity.py":
+        return True if (opt.case or opt.grid == "smoke") else None
+    return None
 
 
 class SkipTally:
