@@ -32,12 +32,14 @@ OP_SB = {"[]": "tensor", "[N]": "channel", "[1,N]": "channel", "[N,1]": "channel
 LAYER_LAYOUT = {"block": "nk"}
 
 
-def granularity_cases() -> list[Case]:
+def granularity_cases(grid_name: str = "vllm") -> list[Case]:
     """One op and one layer shape; the cases differ only in scale granularity (and the
-    scheme fields that go with it). Layer granularities are the ``vllm`` grid's."""
+    scheme fields that go with it). Layer granularities are those of the selected grid's
+    layer cases (``--grid``), so a run over one vLLM path mixes only that path's."""
     op = [Case(M=M, N=N, K=K, a=a, sa=sa, w=w, sb=sb)
           for (sa, a), (sb, w) in product(OP_SA.items(), OP_SB.items())]
-    schemes = dict.fromkeys((c.w, c.a, c.sa, c.sb) for c in grid("vllm"))
+    schemes = dict.fromkeys((c.w, c.a, c.sa, c.sb) for c in grid(grid_name)
+                            if c.level == "layer")
     layer = [Case(M=M, N=N, K=K, level="layer", w=w, a=a, sa=sa, sb=sb, out="bf16", x="bf16",
                   layout=LAYER_LAYOUT.get(w, "kn-t")) for w, a, sa, sb in schemes]
     return op + layer
@@ -66,11 +68,12 @@ def _outcome(adapter, device, seed, store, c: Case):
 
 
 @pytest.mark.parametrize("order", list(ORDERS))
-def test_mixed_granularity(order, adapter, device, seed, golden_store):
+def test_mixed_granularity(order, adapter, device, seed, golden_store, pytestconfig):
     """Every scale granularity the adapter supports at one shape passes when run one after
     another on the same adapter (no rebuilt state) in this order: a stale primitive cached
     for another granularity at the same shape fails the later cases."""
-    supported = [c for c in granularity_cases() if adapter.why_not(c, device) is None]
+    grid_name = pytestconfig.option.grid
+    supported = [c for c in granularity_cases(grid_name) if adapter.why_not(c, device) is None]
     results = [(c, _outcome(adapter, device, seed, golden_store, c))
                for c in ORDERS[order](supported)]
     ran = [(c, checks) for c, checks in results if checks is not None]
@@ -88,5 +91,6 @@ def test_mixed_granularity(order, adapter, device, seed, golden_store):
                     f"{order!r} (position, case id, failed checks; a case that passes alone "
                     "depends on what ran before it):\n" + "\n".join(lines)
                     + f"\n  rerun: python -m pytest conformance/test_mixed_granularity.py "
-                      f"--backend={adapter.name} --device={device} --seed={seed}{emu} "
+                      f"--backend={adapter.name} --device={device} --grid={grid_name} "
+                      f"--seed={seed}{emu} "
                       f"-k {order} -p no:randomly", pytrace=False)
