@@ -150,6 +150,22 @@ def _routes(rec: dict, a_route: str, b_route: str) -> None:
 # --- shared contract pieces ------------------------------------------------------------------
 
 
+def _check_w8a8_dtypes(rec: dict, A, B, A_scale, B_scale, out_dtype):
+    """fp8_gemm / fp8_bmm: A and B one FP8 type, fp16/bf16 output (default fp16), f32 scales.
+    Returns the output dtype."""
+    out_dtype = torch.float16 if out_dtype is None else out_dtype
+    if A.dtype not in _FP8 or B.dtype != A.dtype:
+        raise _err("A, B", f"A dtype {_dt(A.dtype)}, B dtype {_dt(B.dtype)}",
+                   "input and weight must be f8_e5m2 or f8_e4m3fn for fp8 matmul")
+    if out_dtype not in _HALF:
+        raise _err("out_dtype", f"got {_dt(out_dtype)}",
+                   "output must be float16 or bfloat16 for fp8 matmul")
+    rec["out_dtype"] = _dt(out_dtype)
+    _check_scale_dtype(A_scale, "A_scale")
+    _check_scale_dtype(B_scale, "B_scale")
+    return out_dtype
+
+
 def _check_contiguous(**tensors) -> None:
     for name, t in tensors.items():
         if t is not None and not t.is_contiguous():
@@ -317,16 +333,7 @@ def _fp8_gemm(rec, A, B, out_dtype, A_scale, B_scale, bias, out=None):
                        "OneDNN Matmul expects out of dtype")
         _check_rows(out, "out")
         out_dtype = out.dtype
-    out_dtype = torch.float16 if out_dtype is None else out_dtype
-    if A.dtype not in _FP8 or B.dtype != A.dtype:
-        raise _err("A, B", f"A dtype {_dt(A.dtype)}, B dtype {_dt(B.dtype)}",
-                   "input and weight must be f8_e5m2 or f8_e4m3fn for fp8 matmul")
-    if out_dtype not in _HALF:
-        raise _err("out_dtype", f"got {_dt(out_dtype)}",
-                   "output must be float16 or bfloat16 for fp8 matmul")
-    rec["out_dtype"] = _dt(out_dtype)
-    _check_scale_dtype(A_scale, "A_scale")
-    _check_scale_dtype(B_scale, "B_scale")
+    out_dtype = _check_w8a8_dtypes(rec, A, B, A_scale, B_scale, out_dtype)
     _check_rows(A, "A")
     rec["b_layout"] = _b_layout(B)
     _check_k(A, B)
@@ -397,16 +404,7 @@ def _fp8_bmm(rec, A, B, out_dtype, A_scale, B_scale, bias):
         raise _err("B", f"must be 3-D, got {_desc(B)}", "fp8_bmm expects B to be a 3D tensor")
     _check_contiguous(A_scale=A_scale, B_scale=B_scale)
     shape = _result_shape(A, B)
-    out_dtype = torch.float16 if out_dtype is None else out_dtype
-    if A.dtype not in _FP8 or B.dtype != A.dtype:
-        raise _err("A, B", f"A dtype {_dt(A.dtype)}, B dtype {_dt(B.dtype)}",
-                   "input and weight must be f8_e5m2 or f8_e4m3fn for fp8 matmul")
-    if out_dtype not in _HALF:
-        raise _err("out_dtype", f"got {_dt(out_dtype)}",
-                   "output must be float16 or bfloat16 for fp8 matmul")
-    rec["out_dtype"] = _dt(out_dtype)
-    _check_scale_dtype(A_scale, "A_scale")
-    _check_scale_dtype(B_scale, "B_scale")
+    out_dtype = _check_w8a8_dtypes(rec, A, B, A_scale, B_scale, out_dtype)
     if bias is not None and not bias.is_contiguous():
         raise _err("bias", f"is not contiguous ({_desc(bias)}): fp8_bmm has no bias contiguity "
                            f"check and oneDNN reads it densely; {_OOB}")
