@@ -28,6 +28,7 @@ def _load_builtin() -> None:
         broken,
         ipex_ops,
         reference,
+        synthetic,
         torch_scaled_mm,
         xpu_ops,
     )
