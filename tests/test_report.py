@@ -918,3 +918,19 @@ def test_malformed_tables_are_a_report_error(tables):
            "envelope": schema.encode(envelope()), "records": [], "tables": tables}
     with pytest.raises(schema.ReportError, match="tables"):
         schema.validate(rep)
+
+
+def test_gzipped_report_loads_and_a_bad_one_is_a_report_error(tmp_path):
+    """Committed baselines are tolerance.json.gz: load reads them (file or directory)."""
+    import gzip as gz
+
+    from conformance.report.write import make_report
+
+    rep = make_report(envelope(), [record(OPS[0])])
+    (tmp_path / "tolerance.json.gz").write_bytes(
+        gz.compress(json.dumps(schema.encode(rep)).encode()))
+    assert schema.load(tmp_path)["records"][0]["case"] == OPS[0]
+    assert schema.load(tmp_path / "tolerance.json.gz")["envelope"]["backend"]
+    (tmp_path / "bad.json.gz").write_bytes(b"not gzip")
+    with pytest.raises(schema.ReportError, match="gzip"):
+        schema.load(tmp_path / "bad.json.gz")

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Baselines (issue 6): the accumulation fingerprint and the default-grid tolerance report of
 # each backend on one device, written as baselines/<machine>/<backend>/{fingerprint.json,
-# tolerance.json,tolerance.md}. Usage: tools/baseline.sh MACHINE DEVICE BACKEND [BACKEND ...]
+# tolerance.json.gz,tolerance.md,default.log}. Usage: tools/baseline.sh MACHINE DEVICE BACKEND [BACKEND ...]
 #   tools/baseline.sh cpu cpu torch
 #   OUT=$OUT tools/baseline.sh h100 cuda torch torch-fast     (on the GPU machine)
 set -u
@@ -17,8 +17,10 @@ for b in "$@"; do
   python3 -m pytest -n "${WORKERS:-auto}" -q -p no:randomly --device="$device" --backend="$b" \
     --grid=default --report-dir="$root/$b/report" > "$root/$b/default.log" 2>&1
   echo "default $b: exit $?"; tail -n 3 "$root/$b/default.log"
-  # keep the JSON and the Markdown (the HTML is regenerated with `python -m conformance.report render`)
-  mv "$root/$b/report/tolerance.json" "$root/$b/report/tolerance.md" "$root/$b/" 2>/dev/null
+  # keep the JSON (gzipped; `python -m conformance.report` reads .json.gz) and the Markdown;
+  # the HTML is regenerated with `python -m conformance.report render`
+  gzip -n -9 -c "$root/$b/report/tolerance.json" > "$root/$b/tolerance.json.gz" || rc=1
+  mv "$root/$b/report/tolerance.md" "$root/$b/" 2>/dev/null
   rm -rf "$root/$b/report"
 done
 exit $rc

@@ -17,6 +17,7 @@ infinities or NaN, so non-finite floats are written as the strings ``"inf"``, ``
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from pathlib import Path
@@ -176,14 +177,21 @@ def load(path) -> dict:
     """Read, validate and decode a report; every problem is a :class:`ReportError`."""
     path = Path(path)
     if path.is_dir():
-        path = path / "tolerance.json"
+        gz = path / "tolerance.json.gz"
+        path = gz if gz.exists() and not (path / "tolerance.json").exists() else (
+            path / "tolerance.json")
     try:
-        text = path.read_text(encoding="utf-8")
+        if path.suffix == ".gz":  # committed baselines are gzipped (baselines/)
+            text = gzip.decompress(path.read_bytes()).decode("utf-8")
+        else:
+            text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ReportError(f"{path}: cannot read ({exc.strerror}); pass a tolerance.json or its "
                           "report directory") from None
     except UnicodeDecodeError:
         raise ReportError(f"{path}: not valid JSON (not UTF-8 text)") from None
+    except (gzip.BadGzipFile, EOFError) as exc:
+        raise ReportError(f"{path}: not a valid gzip file ({exc})") from None
     try:
         report = json.loads(text)
     except json.JSONDecodeError as exc:
