@@ -50,22 +50,21 @@ B's strides to oneDNN); M > 0 (an m == 0 oneDNN primitive is unconfirmed here). 
 from __future__ import annotations
 
 import importlib
-import time
 from functools import lru_cache
 
 import numpy as np
 
 from golden.cases import CaseData
 
+from . import torch_inputs as ti
 from .base import Adapter, Capability, KernelRun, Unsupported
 from .registry import register
-from .timing import median_seconds
+from .timing import timed_call
+from .torch_inputs import require_torch
 
 __all__ = ["IpexFp8GemmAdapter", "CAPABILITY"]
 
 IPEX_MODULE = "intel_extension_for_pytorch"
-_TORCH_FMT = {"e4m3fn": "float8_e4m3fn", "e5m2": "float8_e5m2"}
-_TORCH_DT = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 _PER_TENSOR = ("[]", "[1]")
 _TRANS_B = {"nk": True, "kn-t": False, "kn": False}  # [N,K] needs trans_B; [K,N] does not
 # Inferred-schema argument counts of the stored versions -> the extra trailing arguments.
@@ -84,19 +83,11 @@ CAPABILITY = Capability(
 )
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise Unsupported(f"torch is not importable: {exc}; pip install torch") from None
-    return torch
-
-
 @lru_cache(maxsize=1)
 def _missing() -> str | None:
     """Why IPEX's fp8_gemm cannot run here (None when it can)."""
     try:
-        torch = _torch()
+        torch = require_torch()
     except Unsupported as exc:
         return str(exc)
     try:
@@ -139,26 +130,14 @@ class IpexFp8GemmAdapter(Adapter):
         why = self.why_unavailable(device)
         if why:
             raise Unsupported(why)
-        torch = _torch()
+        torch = require_torch()
         c = data.case
         op = torch.ops.torch_ipex.fp8_gemm.Tensor
         extra = _EXTRA_ARGS[len(op._schema.arguments)]
-
-        def fp8(codes, fmt):
-            t = torch.from_numpy(np.asarray(codes))  # keeps the NumPy strides (the layout)
-            return t.view(getattr(torch, _TORCH_FMT[fmt])).to(device)
-
-        def scale(x):
-            return torch.empty(x.shape, dtype=torch.float32).copy_(torch.from_numpy(x)).to(device)
-
-        a, b = fp8(data.a, c.fmt_a), fp8(data.b(), c.fmt_b)
-        bias = None
-        if data.bias is not None:
-            bits = data.bias_bits
-            raw = torch.from_numpy(bits.view(np.int16) if bits.dtype == np.uint16 else bits.view(np.int32))
-            bias = raw.view(getattr(torch, _TORCH_DT[c.bias])).to(device)
-        sa, sb = scale(data.scale_a), scale(data.scale_b)
-        out_dtype = getattr(torch, _TORCH_DT[c.out])
+        a, b = ti.fp8(data.a, c.fmt_a, device), ti.fp8(data.b(), c.fmt_b, device)
+        bias = ti.bias(data, device)
+        sa, sb = ti.f32(data.scale_a, device), ti.f32(data.scale_b, device)
+        out_dtype = ti.dtype(c.out)
 
         def call():
             # A fresh alias of B per call: with trans_B the op transposes its B in place.
@@ -166,11 +145,5 @@ class IpexFp8GemmAdapter(Adapter):
             return op(a, False, b_view, _TRANS_B[c.layout], None, out_dtype, sa, sb, bias,
                       False, *extra)
 
-        torch.xpu.synchronize()
-        t0 = time.perf_counter()
-        y = call()
-        torch.xpu.synchronize()
-        seconds = time.perf_counter() - t0
-        if reps:  # the call above was the warm-up
-            seconds = median_seconds(call, device, reps, warmup=0)
+        y, seconds = timed_call(call, device, reps)
         return KernelRun(y.float().cpu().numpy().astype(np.float64), seconds)

@@ -11,7 +11,25 @@ import statistics
 import time
 from collections.abc import Callable
 
-__all__ = ["median_seconds"]
+__all__ = ["median_seconds", "timed_call"]
+
+
+def timed_call(call: Callable[[], object], device: str, reps: int) -> tuple[object, float]:
+    """``(result, seconds)`` of one synchronized call of ``call``; with ``reps`` > 0 that call
+    is the warm-up and the seconds are the median of ``reps`` more (:func:`median_seconds`)."""
+    sync = lambda: None  # noqa: E731
+    if device in ("cuda", "xpu"):
+        import torch
+
+        sync = getattr(torch, device).synchronize
+    sync()
+    t0 = time.perf_counter()
+    result = call()
+    sync()
+    seconds = time.perf_counter() - t0
+    if reps:
+        seconds = median_seconds(call, device, reps, warmup=0)
+    return result, seconds
 
 
 def median_seconds(call: Callable[[], object], device: str, reps: int, warmup: int = 1) -> float:

@@ -10,29 +10,24 @@ layout and scale shapes; a ``[N,K]`` weight is declared unsupported because the 
 
 from __future__ import annotations
 
-import time
 from itertools import product
 
 import numpy as np
 
 from golden.cases import CaseData
+from golden.formats import FP8_FORMATS
 
+from . import torch_inputs as ti
 from .base import Adapter, Capability, KernelRun, Unsupported
 from .registry import register
-from .timing import median_seconds
+from .timing import timed_call
+from .torch_inputs import require_torch
 
-_TORCH_FMT = {
-    "e4m3fn": "float8_e4m3fn",
-    "e5m2": "float8_e5m2",
-    "e4m3fnuz": "float8_e4m3fnuz",
-    "e5m2fnuz": "float8_e5m2fnuz",
-}
-_TORCH_OUT = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 _PER_TENSOR = {"[]", "[1]"}
 _SCALE_PAIRS = frozenset(
     {(sa, sb) for sa in _PER_TENSOR for sb in _PER_TENSOR} | {("[M,1]", "[1,N]")}
 )
-_ALL_FP8 = tuple(_TORCH_FMT)
+_ALL_FP8 = FP8_FORMATS
 _OCP = ("e4m3fn", "e5m2")
 
 
@@ -76,14 +71,6 @@ CAPABILITIES = {
 FAST_ACCUM_PROFILE = {"cuda": "acc15-trunc"}
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise Unsupported(f"torch is not importable: {exc}; pip install torch") from None
-    return torch
-
-
 @register("torch")
 class TorchScaledMM(Adapter):
     description = "torch._scaled_mm"
@@ -91,7 +78,7 @@ class TorchScaledMM(Adapter):
 
     def devices(self) -> list[str]:
         try:
-            torch = _torch()
+            torch = require_torch()
         except Unsupported:
             return []
         found = []
@@ -115,42 +102,18 @@ class TorchScaledMM(Adapter):
 
     def inputs(self, data: CaseData, device: str) -> dict:
         """The keyword arguments of the ``_scaled_mm`` call, as tensors on ``device``."""
-        torch = _torch()
         c = data.case
-
-        def fp8(codes, fmt):
-            t = torch.from_numpy(np.asarray(codes))  # keeps the NumPy strides (layout)
-            return t.view(getattr(torch, _TORCH_FMT[fmt])).to(device)
-
-        def fresh(x):
-            # A new tensor with torch's default strides: NumPy gives an empty [0,1] array
-            # strides (0, 0), which _scaled_mm rejects ("scale_a.stride(1) to be 1").
-            return torch.empty(x.shape, dtype=torch.float32).copy_(torch.from_numpy(x)).to(device)
-
-        kw = dict(
-            scale_a=fresh(data.scale_a),
-            scale_b=fresh(data.scale_b),
-            out_dtype=getattr(torch, _TORCH_OUT[c.out]),
-            use_fast_accum=self.fast_accum,
-        )
+        kw = dict(input=ti.fp8(data.a, c.fmt_a, device), mat2=ti.fp8(data.b(), c.fmt_b, device),
+                  scale_a=ti.f32(data.scale_a, device), scale_b=ti.f32(data.scale_b, device),
+                  out_dtype=ti.dtype(c.out), use_fast_accum=self.fast_accum)
         if data.bias is not None:
-            bits = data.bias_bits
-            dt = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[c.bias]
-            raw = torch.from_numpy(bits.view(np.int16) if bits.dtype == np.uint16 else bits.view(np.int32))
-            kw["bias"] = raw.view(dt).to(device)
-        return dict(input=fp8(data.a, c.fmt_a), mat2=fp8(data.b(), c.fmt_b), **kw)
+            kw["bias"] = ti.bias(data, device)
+        return kw
 
     def run(self, data: CaseData, device: str, reps: int = 0) -> KernelRun:
-        torch = _torch()
+        torch = require_torch()
         kw = self.inputs(data, device)
-        sync = getattr(torch, device).synchronize if device in ("cuda", "xpu") else (lambda: None)
-        sync()
-        t0 = time.perf_counter()
-        y = torch._scaled_mm(**kw)
-        sync()
-        seconds = time.perf_counter() - t0
-        if reps:  # the call above was the warm-up
-            seconds = median_seconds(lambda: torch._scaled_mm(**kw), device, reps, warmup=0)
+        y, seconds = timed_call(lambda: torch._scaled_mm(**kw), device, reps)
         return KernelRun(y.float().cpu().numpy().astype(np.float64), seconds)
 
 

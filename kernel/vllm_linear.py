@@ -32,6 +32,7 @@ import numpy as np
 
 from golden.cases import Case, CaseData
 
+from . import torch_inputs as ti
 from .base import Adapter, Capability, KernelRun, Unsupported
 
 __all__ = ["VllmLinearAdapter", "KERNEL_MODULES", "load_kernel_class"]
@@ -50,7 +51,6 @@ _A_KEY = {"static": "kFp8StaticTensorSym", "dyn-tensor": "kFp8DynamicTensorSym",
           "group": "kFp8Dynamic128Sym"}
 _SCHEMES = frozenset({(w, a) for w in ("tensor", "channel")
                       for a in ("static", "dyn-tensor", "dyn-token", "none")} | {("block", "group")})
-_TORCH_DT = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 # The weight_scale shapes vLLM's loaders produce (fp8.py: 0-D after .max(); compressed-tensors:
 # [N,1]; [1] and [N] are the other shapes a checkpoint can carry).
 _LOADER_SB = {"tensor": ("[]", "[1]"), "channel": ("[N,1]", "[N]"), "block": ("[Nb,Kb]",)}
@@ -201,7 +201,6 @@ class VllmLinearAdapter(Adapter):
 
     # -- building the layer --------------------------------------------------------------
     def _config(self, case: Case):
-        import torch
         from vllm.model_executor.kernels.linear.scaled_mm.ScaledMMLinearKernel import (
             FP8ScaledMMLinearLayerConfig,
         )
@@ -211,8 +210,8 @@ class VllmLinearAdapter(Adapter):
             weight_quant_key=getattr(qu, _W_KEY[case.w]),
             activation_quant_key=getattr(qu, _A_KEY[case.a]),
             weight_shape=(case.N, case.K),
-            input_dtype=getattr(torch, _TORCH_DT[case.x]),
-            out_dtype=getattr(torch, _TORCH_DT[case.out]),
+            input_dtype=ti.dtype(case.x),
+            out_dtype=ti.dtype(case.out),
         )
 
     @staticmethod
@@ -284,14 +283,10 @@ class VllmLinearAdapter(Adapter):
             kernel = cls(cfg) if is_block else cls(cfg, layer_param_names=_PARAM_NAMES)
             layer = self.layer(data)
             kernel.process_weights_after_loading(layer)
-            xdt = getattr(torch, _TORCH_DT[c.x])
-            x = torch.from_numpy(np.asarray(data.x, np.float32)).to(xdt)
+            x = torch.from_numpy(np.asarray(data.x, np.float32)).to(ti.dtype(c.x))
             if c.M % 2:
                 x = x.reshape(1, c.M, c.K)
-            bias = None
-            if data.bias is not None:
-                bias = torch.from_numpy(np.asarray(data.bias, np.float32)).to(
-                    getattr(torch, _TORCH_DT[c.bias]))
+            bias = ti.bias(data, "cpu")
             if self.emulate:
                 from . import xpu_emulation
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import time
 from functools import lru_cache
 from itertools import product
 
@@ -46,15 +45,15 @@ import numpy as np
 
 from golden.cases import SA_SHAPES, SB_SHAPES, CaseData
 
+from . import torch_inputs as ti
 from .base import Adapter, Capability, KernelRun, Unsupported
 from .registry import register
-from .timing import median_seconds
+from .timing import timed_call
+from .torch_inputs import require_torch
 
 __all__ = ["XpuOpsAdapter", "CAPABILITY", "OP_MODULE"]
 
 OP_MODULE = "vllm_xpu_kernels._xpu_C"  # importing it registers torch.ops._xpu_C.*
-_TORCH_FMT = {"e4m3fn": "float8_e4m3fn", "e5m2": "float8_e5m2"}
-_TORCH_DT = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 _HOW = ("install vllm-xpu-kernels on a machine with an Intel XPU, or pass --emulate-xpu to run "
         "the CPU contract emulation (kernel/xpu_emulation.py; results labelled emulated)")
 
@@ -71,19 +70,11 @@ CAPABILITY = Capability(
 )
 
 
-def _torch():
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise Unsupported(f"torch is not importable: {exc}; pip install torch") from None
-    return torch
-
-
 @lru_cache(maxsize=1)
 def _real_op_missing() -> str | None:
     """Why the real op cannot run here (None when it can): import error or no XPU device."""
     try:
-        torch = _torch()
+        torch = require_torch()
     except Unsupported as exc:
         return str(exc)
     try:
@@ -156,40 +147,18 @@ class XpuOpsAdapter(Adapter):
 
     def inputs(self, data: CaseData, device: str) -> tuple:
         """The positional arguments of ``fp8_gemm``, as tensors on ``device``."""
-        torch = _torch()
         c = data.case
-
-        def fp8(codes, fmt):
-            t = torch.from_numpy(np.asarray(codes))  # keeps the NumPy strides (the layout)
-            return t.view(getattr(torch, _TORCH_FMT[fmt])).to(device)
-
-        def scale(x):
-            # A fresh contiguous float32 tensor in the case's shape (NumPy gives an empty
-            # [0,1] array strides (0, 0); the op's contiguity checks want torch's own).
-            return torch.empty(x.shape, dtype=torch.float32).copy_(torch.from_numpy(x)).to(device)
-
-        bias = None
-        if data.bias is not None:
-            bits = data.bias_bits
-            raw = torch.from_numpy(bits.view(np.int16) if bits.dtype == np.uint16 else bits.view(np.int32))
-            bias = raw.view(getattr(torch, _TORCH_DT[c.bias])).to(device)
-        return (fp8(data.a, c.fmt_a), fp8(data.b(), c.fmt_b), getattr(torch, _TORCH_DT[c.out]),
-                scale(data.scale_a), scale(data.scale_b), bias)
+        return (ti.fp8(data.a, c.fmt_a, device), ti.fp8(data.b(), c.fmt_b, device),
+                ti.dtype(c.out), ti.f32(data.scale_a, device), ti.f32(data.scale_b, device),
+                ti.bias(data, device))
 
     def run(self, data: CaseData, device: str, reps: int = 0) -> KernelRun:
         why = self.why_unavailable(device)
         if why:
             raise Unsupported(why)
-        torch = _torch()
+        torch = require_torch()
         note = getattr(_emulation(), "LABEL", "emulated") if self.emulate else ""
         op = torch.ops._xpu_C.fp8_gemm
         args = self.inputs(data, device)
-        sync = torch.xpu.synchronize if device == "xpu" else (lambda: None)
-        sync()
-        t0 = time.perf_counter()
-        y = op(*args)
-        sync()
-        seconds = time.perf_counter() - t0
-        if reps:  # the call above was the warm-up
-            seconds = median_seconds(lambda: op(*args), device, reps, warmup=0)
+        y, seconds = timed_call(lambda: op(*args), device, reps)
         return KernelRun(y.float().cpu().numpy().astype(np.float64), seconds, note)

@@ -1,0 +1,53 @@
+"""Case inputs as torch tensors, exactly in the case's layout and shapes (nothing transposed or
+reshaped), for the adapters that call torch ops (``torch._scaled_mm``, ``_xpu_C``, IPEX)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from golden.cases import CaseData
+
+from .base import Unsupported
+
+__all__ = ["require_torch", "dtype", "fp8", "f32", "bias"]
+
+_DTYPE = {"e4m3fn": "float8_e4m3fn", "e5m2": "float8_e5m2", "e4m3fnuz": "float8_e4m3fnuz",
+          "e5m2fnuz": "float8_e5m2fnuz", "bf16": "bfloat16", "fp16": "float16",
+          "fp32": "float32"}
+
+
+def require_torch():
+    """The torch module; no torch is a skip that says how to get it."""
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise Unsupported(f"torch is not importable: {exc}; pip install torch") from None
+    return torch
+
+
+def dtype(name: str):
+    """The torch dtype of a suite format name (``e4m3fn``, ``bf16``, ...)."""
+    return getattr(require_torch(), _DTYPE[name])
+
+
+def fp8(codes: np.ndarray, fmt: str, device: str):
+    """FP8 codes as a tensor of ``fmt``, keeping the NumPy strides (the case's layout)."""
+    torch = require_torch()
+    return torch.from_numpy(np.asarray(codes)).view(dtype(fmt)).to(device)
+
+
+def f32(x: np.ndarray, device: str):
+    """A fresh contiguous float32 tensor in ``x``'s shape: NumPy gives an empty [0,1] array
+    strides (0, 0), which torch's and the XPU op's contiguity checks reject."""
+    torch = require_torch()
+    return torch.empty(x.shape, dtype=torch.float32).copy_(torch.from_numpy(x)).to(device)
+
+
+def bias(data: CaseData, device: str):
+    """The case's bias in its own dtype (from its raw bits), or None."""
+    if data.bias is None:
+        return None
+    torch = require_torch()
+    bits = data.bias_bits
+    raw = torch.from_numpy(bits.view(np.int16) if bits.dtype == np.uint16 else bits.view(np.int32))
+    return raw.view(dtype(data.case.bias)).to(device)
