@@ -33,7 +33,7 @@ from golden.formats import FP8_FORMATS, get_format
 from .base import Adapter, Capability, KernelRun
 from .registry import register
 
-__all__ = ["round_directed", "ARITHMETIC", "SyntheticAdapter"]
+__all__ = ["round_directed", "round_bits", "ARITHMETIC", "SyntheticAdapter"]
 
 # What each synthetic kernel does, in the probes' vocabulary (tests compare the fingerprint).
 ARITHMETIC = {
@@ -73,7 +73,7 @@ def round_directed(x, fmt, mode: str = "nearest-even") -> np.ndarray:
     return np.where(np.isnan(x), np.nan, r)
 
 
-def _round_bits(x: np.ndarray, bits: int, fn=np.rint) -> np.ndarray:
+def round_bits(x: np.ndarray, bits: int, fn=np.rint) -> np.ndarray:
     """``x`` to ``bits`` significant bits with ``fn`` (np.rint, np.trunc), exponent unbounded."""
     m, e = np.frexp(x)
     with np.errstate(invalid="ignore"):
@@ -137,7 +137,7 @@ class Block32Acc13(SyntheticAdapter):
         for k0 in range(0, a.shape[1], self.block):
             part = np.zeros_like(total)
             for k in range(k0, min(k0 + self.block, a.shape[1])):
-                part = _round_bits(part + np.outer(a[:, k], b[k]), self.frac_bits + 1, np.trunc)
+                part = round_bits(part + np.outer(a[:, k], b[k]), self.frac_bits + 1, np.trunc)
             total = round_to_format(total + part, "fp32")
         return total
 
