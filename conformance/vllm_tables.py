@@ -26,6 +26,7 @@ import re
 from collections import Counter
 
 from golden.cases import Case, CaseError
+from kernel.vllm_linear import A_KEY, W_KEY, eager_vllm_config, emulated, layer_config
 
 __all__ = ["selection_table", "capability_table", "capability_summary", "markdown_tables",
            "PRIORITY_LISTS", "SCHEMES", "ASSUMED", "MEASURED"]
@@ -68,12 +69,10 @@ _LOADERS = {
     ("kFp8StaticChannelSym", "kFp8DynamicTokenSym"): "compressed-tensors",
     ("kFp8Static128BlockSym", "kFp8Dynamic128Sym"): "fp8.py (block 128x128)",
 }
-# The suite's scheme names (kernel/vllm_linear.py _W_KEY / _A_KEY, inverted; a W8A16 row is
-# a=none whatever its activation key).
-_W_NAME = {"kFp8StaticTensorSym": "tensor", "kFp8StaticChannelSym": "channel",
-           "kFp8Static128BlockSym": "block"}
-_A_NAME = {"kFp8StaticTensorSym": "static", "kFp8DynamicTensorSym": "dyn-tensor",
-           "kFp8DynamicTokenSym": "dyn-token", "kFp8Dynamic128Sym": "group"}
+# The suite's scheme names: kernel/vllm_linear.py's W_KEY / A_KEY inverted (a W8A16 row is
+# a=none whatever its activation key, so "none" is left out of the inversion).
+_W_NAME = {key: name for name, key in W_KEY.items()}
+_A_NAME = {key: name for name, key in A_KEY.items() if name != "none"}
 # (N, K) of the config handed to can_implement: some classes check the shape (block multiples
 # of 128, aiter's tuned shapes), so the table is for this shape.
 WEIGHT_SHAPE = (256, 512)
@@ -131,24 +130,10 @@ _GEMM_OPS = ("aten::_scaled_mm", "_xpu_C::fp8_gemm", "_xpu_C::fp8_gemm_w8a16",
 
 # --- selection -----------------------------------------------------------------------------
 
-def _vllm_env():
-    os.environ.setdefault("VLLM_TARGET_DEVICE", "cpu")
-    from vllm.config import CompilationConfig, CompilationMode, VllmConfig, set_current_vllm_config
-
-    return set_current_vllm_config(
-        VllmConfig(compilation_config=CompilationConfig(mode=CompilationMode.NONE)))
-
-
 def _config(wkey: str, akey: str, shape=WEIGHT_SHAPE):
     import torch
-    from vllm.model_executor.kernels.linear.scaled_mm.ScaledMMLinearKernel import (
-        FP8ScaledMMLinearLayerConfig,
-    )
-    from vllm.model_executor.layers.quantization.utils import quant_utils as qu
 
-    return FP8ScaledMMLinearLayerConfig(
-        weight_quant_key=getattr(qu, wkey), activation_quant_key=getattr(qu, akey),
-        weight_shape=tuple(shape), input_dtype=torch.bfloat16, out_dtype=torch.bfloat16)
+    return layer_config(wkey, akey, shape, torch.bfloat16, torch.bfloat16)
 
 
 def _scheme(path: str, wkey: str, akey: str) -> str:
@@ -216,7 +201,7 @@ def selection_table(measure: bool = True) -> list[dict]:
             cache[key] = _drops(cls, wkey, akey, path, measure)
         return cache[key]
 
-    with _vllm_env():
+    with eager_vllm_config():
         for path, list_name in PRIORITY_LISTS.items():
             for platform, classes in getattr(L, list_name).items():
                 on = platform == here
@@ -324,8 +309,7 @@ def _drops(cls, wkey, akey, path, measure) -> tuple[bool | None, str, str | None
         emu, why = _xpu_emulation()
         if emu is None:
             return (*_from_source(cls, why), None)
-        run_cls = type(f"{cls.__name__}OnCPU", (cls,),
-                       {"is_supported": classmethod(lambda c, cc=None: (True, None))})
+        run_cls = emulated(cls)
     quant_calls, gemm, raised = _run_tiny_layer(run_cls, wkey, akey, path)
     if gemm is None:  # it failed before reaching a GEMM op: nothing measured
         return (*_from_source(cls, raised or "no GEMM op seen"), raised)

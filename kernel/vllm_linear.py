@@ -35,7 +35,8 @@ from golden.cases import Case, CaseData
 from . import torch_inputs as ti
 from .base import Adapter, Capability, KernelRun, Unsupported
 
-__all__ = ["VllmLinearAdapter", "KERNEL_MODULES", "load_kernel_class"]
+__all__ = ["VllmLinearAdapter", "KERNEL_MODULES", "load_kernel_class", "W_KEY", "A_KEY",
+           "eager_vllm_config", "layer_config", "emulated"]
 
 KERNEL_MODULES = (
     "vllm.model_executor.kernels.linear.scaled_mm.pytorch",
@@ -43,10 +44,10 @@ KERNEL_MODULES = (
     "vllm.model_executor.kernels.linear.scaled_mm.cpu",
     "vllm.model_executor.kernels.linear.scaled_mm.cutlass",
 )
-_W_KEY = {"tensor": "kFp8StaticTensorSym", "channel": "kFp8StaticChannelSym",
+W_KEY = {"tensor": "kFp8StaticTensorSym", "channel": "kFp8StaticChannelSym",
           "block": "kFp8Static128BlockSym"}
 # a=none: the weight-only loader's activation key (compressed_tensors_w8a16_fp8.py:49, dynamic)
-_A_KEY = {"static": "kFp8StaticTensorSym", "dyn-tensor": "kFp8DynamicTensorSym",
+A_KEY = {"static": "kFp8StaticTensorSym", "dyn-tensor": "kFp8DynamicTensorSym",
           "dyn-token": "kFp8DynamicTokenSym", "none": "kFp8DynamicTensorSym",
           "group": "kFp8Dynamic128Sym"}
 _SCHEMES = frozenset({(w, a) for w in ("tensor", "channel")
@@ -84,7 +85,30 @@ def load_kernel_class(name: str):
     raise Unsupported(f"no vLLM kernel class {name!r} in {', '.join(tried)}")
 
 
-def _emulated(cls):
+def eager_vllm_config():
+    """The context vLLM's kernels need (``set_current_vllm_config``), compilation mode NONE:
+    eager ``QuantFP8.forward_native`` and the torch kernels' 17-row padding."""
+    VllmConfig, CompilationConfig, CompilationMode = _vllm()
+    from vllm.config import set_current_vllm_config
+
+    return set_current_vllm_config(
+        VllmConfig(compilation_config=CompilationConfig(mode=CompilationMode.NONE)))
+
+
+def layer_config(w_key: str, a_key: str, weight_shape, input_dtype, out_dtype):
+    """``FP8ScaledMMLinearLayerConfig`` from quant_utils key names (:data:`W_KEY` values),
+    ``weight_shape`` (N, K) as the loaders pass it."""
+    from vllm.model_executor.kernels.linear.scaled_mm.ScaledMMLinearKernel import (
+        FP8ScaledMMLinearLayerConfig,
+    )
+    from vllm.model_executor.layers.quantization.utils import quant_utils as qu
+
+    return FP8ScaledMMLinearLayerConfig(
+        weight_quant_key=getattr(qu, w_key), activation_quant_key=getattr(qu, a_key),
+        weight_shape=tuple(weight_shape), input_dtype=input_dtype, out_dtype=out_dtype)
+
+
+def emulated(cls):
     """``cls`` with ``is_supported`` true off XPU (the --emulate-xpu contract emulation): a
     subclass, so vLLM's class itself is untouched and its other methods run as they are."""
     if cls not in _EMULATED:
@@ -201,18 +225,8 @@ class VllmLinearAdapter(Adapter):
 
     # -- building the layer --------------------------------------------------------------
     def _config(self, case: Case):
-        from vllm.model_executor.kernels.linear.scaled_mm.ScaledMMLinearKernel import (
-            FP8ScaledMMLinearLayerConfig,
-        )
-        from vllm.model_executor.layers.quantization.utils import quant_utils as qu
-
-        return FP8ScaledMMLinearLayerConfig(
-            weight_quant_key=getattr(qu, _W_KEY[case.w]),
-            activation_quant_key=getattr(qu, _A_KEY[case.a]),
-            weight_shape=(case.N, case.K),
-            input_dtype=ti.dtype(case.x),
-            out_dtype=ti.dtype(case.out),
-        )
+        return layer_config(W_KEY[case.w], A_KEY[case.a], (case.N, case.K), ti.dtype(case.x),
+                            ti.dtype(case.out))
 
     @staticmethod
     def layer(data: CaseData):
@@ -246,9 +260,6 @@ class VllmLinearAdapter(Adapter):
     def run(self, data: CaseData, device: str, reps: int = 0) -> KernelRun:
         import torch
 
-        VllmConfig, CompilationConfig, CompilationMode = _vllm()
-        from vllm.config import set_current_vllm_config
-
         c = data.case
         cls = load_kernel_class(self.kernel_class)
         is_block = issubclass(cls, _block_base())
@@ -260,9 +271,8 @@ class VllmLinearAdapter(Adapter):
             raise Unsupported(f"vLLM never hands a weight-only (W8A16) layer to {name}: it "
                               "is in no platform's _POSSIBLE_WFP8A16_KERNELS list")
         if self.emulate:
-            cls = _emulated(cls)
-        vcfg = VllmConfig(compilation_config=CompilationConfig(mode=CompilationMode.NONE))
-        with set_current_vllm_config(vcfg):
+            cls = emulated(cls)
+        with eager_vllm_config():
             cfg = self._config(c)
             ok, why = cls.is_supported()
             if not ok:
