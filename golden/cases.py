@@ -36,7 +36,7 @@ from .formats import FP8_FORMATS, OUT_FORMATS, get_format
 from .matmul import abs_dot, grouped_mm_exact, scaled_mm_exact
 from .rng import Bits
 
-__all__ = ["Case", "CaseData", "CaseError", "build", "LEVELS", "LAYOUTS", "EDGES"]
+__all__ = ["Case", "CaseData", "CaseError", "build", "LEVELS", "LAYOUTS", "EDGES", "GROUPED_SCHEMES", "BLOCK"]
 
 
 class CaseError(ValueError):
@@ -48,6 +48,9 @@ W_SCHEMES = ("tensor", "channel", "block")
 A_SCHEMES = {"op": ("tensor", "token"),
              "layer": ("static", "dyn-tensor", "dyn-token", "none", "group")}
 BLOCK = 128  # vLLM's FP8 block: 1 x 128 activation groups, 128 x 128 weight blocks
+# Activation schemes of the weight-only and block layer cases: built by the grouped reference
+# (``_build_grouped``), opt-in for adapters (``kernel.base.Capability.schemes``).
+GROUPED_SCHEMES = ("none", "group")
 LAYOUTS = {
     "nk": "[N,K] row-major weight as stored in checkpoints, handed over as is",
     "kn-t": "[K,N] column-major view (the transpose of the [N,K] weight, as vLLM hands it)",
@@ -195,7 +198,7 @@ def _validate(c: Case) -> None:
     if c.a == "none" and c.out != c.x:
         raise CaseError(f"a='none' (weight-only) outputs in the activation dtype: out={c.out!r} "
                         f"must equal x={c.x!r}")
-    if c.a in ("none", "group") and (c.fmt_a != c.fmt_b or c.edge):
+    if c.a in GROUPED_SCHEMES and (c.fmt_a != c.fmt_b or c.edge):
         raise CaseError(f"a={c.a!r} cases take one FP8 format (fmt_a == fmt_b) and no edge "
                         f"condition (got {c.fmt_a}/{c.fmt_b}, edge={c.edge!r})")
 
@@ -284,7 +287,7 @@ def build(case: Case, seed: int = 0, with_bound: bool = True) -> CaseData:
     Y*, such as the golden store's output hashes; ``absdot`` is then None.
     """
     bits = Bits(case.id, seed)
-    if case.a in ("none", "group"):
+    if case.a in GROUPED_SCHEMES:
         return _build_grouped(case, seed, bits, with_bound)
     if case.level == "op":
         a, b_kn, sa, sb, x, ws, xs, unq = _op_inputs(case, bits)

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from . import GENERATOR_VERSION, REFERENCE_VERSION
-from .cases import Case, CaseData, CaseError, build, scale_shape
+from .cases import GROUPED_SCHEMES, Case, CaseData, CaseError, build, scale_shape
 from .codecs import decode, encode
 
 __all__ = [
@@ -48,9 +48,9 @@ STORE_FORMAT = 1
 SIZE_LIMIT = 40_000
 """Largest raw payload (bytes) of a case kept as a file; larger cases are hash-only."""
 STORED_GRIDS = ("smoke", "default")
-# Weight-only and block cases have no FP8 activation codes / [M,1]-style scales for the file
-# layout below; they are kept as output hashes (inputs regenerate from the id in milliseconds).
-HASH_ONLY_SCHEMES = ("none", "group")
+# Weight-only and block cases (GROUPED_SCHEMES) have no FP8 activation codes / [M,1]-style
+# scales for the file layout below; they are kept as output hashes (inputs regenerate from the
+# id in milliseconds).
 ROOT = Path(__file__).resolve().parent
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
@@ -269,7 +269,7 @@ def file_name(case: Case) -> str:
 def make_entry(case: Case, seed: int, root: Path, grids: list[str]) -> dict:
     """Build the case, write its file if it is kept, and return its manifest entry."""
     keep = (any(g in STORED_GRIDS for g in grids) and case_payload_bytes(case) <= SIZE_LIMIT
-            and case.a not in HASH_ONLY_SCHEMES)
+            and case.a not in GROUPED_SCHEMES)
     data = build(case, seed, with_bound=keep)
     entry = {"grids": sorted(grids), "params": asdict(case)}
     if keep:

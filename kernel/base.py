@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from golden.bounds import AccumProfile, get_profile
-from golden.cases import Case, CaseData
+from golden.cases import GROUPED_SCHEMES, Case, CaseData
 
 __all__ = ["Adapter", "Capability", "Unsupported", "KernelRun"]
 
@@ -46,7 +46,7 @@ class Capability:
     def why_not(self, case: Case) -> str | None:
         """The reason ``case`` is unsupported, or None."""
         scheme_ok = ((case.w, case.a) in self.schemes if self.schemes is not None
-                     else case.a not in ("none", "group"))
+                     else case.a not in GROUPED_SCHEMES)
         checks = (
             (case.level in self.levels, f"level {case.level!r} not in {sorted(self.levels)}"),
             (scheme_ok, f"scheme w={case.w}, a={case.a} not supported"),
