@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from golden.bounds import AccumProfile, element_bound, extended, statistics, ulp
+from golden.bounds import AccumProfile, element_bound, extended, statistics, tosa_fp8_bound, ulp
 from golden.cases import CaseData
 from golden.codecs import decode
 from golden.formats import get_format
@@ -116,6 +116,8 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
         scale_sum = data.scale_mag * data.absdot + (0.0 if bias is None else np.abs(bias))
     rel = np.where(both & np.isfinite(scale_sum) & (scale_sum > 0) & np.isfinite(err),
                    err / np.where(scale_sum > 0, scale_sum, 1.0), 0.0)
+    tosa = tosa_fp8_bound(scale_sum, c.K, bias is not None, c.out)
+    cmp = both & np.isfinite(bound) & np.isfinite(tosa) & (tosa > 0)
     equal = (got == exp) | (nan_e & nan_g)
     metrics = {
         "elements": int(exp.size),
@@ -127,6 +129,7 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
         "rms_z": math.sqrt(stats["sum_z2"] / stats["count"]) if stats["count"] else 0.0,
         "mean_z": stats["sum_z"] / stats["count"] if stats["count"] else 0.0,
         "sqnr_db": _sqnr(data, got),
+        "tosa_ratio": float((bound[cmp] / tosa[cmp]).max()) if cmp.any() else None,
     }
     worst = None
     if both.any():

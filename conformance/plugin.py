@@ -135,12 +135,15 @@ def generate_tests(metafunc) -> None:
 
 def ignore_coverage(collection_path, config) -> bool | None:
     """Modules that are not per-case: the store-coverage check belongs to full `default`-grid
-    runs only, and the mixed-granularity sequences to whole-grid runs other than `smoke` (not
-    ``--case`` reruns, whose counts they would otherwise change)."""
+    runs only; the mixed-granularity sequences and the profile-vs-fingerprint check to
+    whole-grid runs other than `smoke` (not ``--case`` reruns, whose counts they would
+    otherwise change)."""
     opt = config.option
     if collection_path.name == "test_golden_store.py":
         return True if (opt.grid != "default" or opt.case) else None
     if collection_path.name == "test_mixed_granularity.py":
+        return True if (opt.case or opt.grid == "smoke") else None
+    if collection_path.name == "test_profile.py":
         return True if (opt.case or opt.grid == "smoke") else None
     return None
 

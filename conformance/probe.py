@@ -300,9 +300,10 @@ def _json_safe(v):
     return {k: _json_safe(x) for k, x in v.items()} if isinstance(v, dict) else v
 
 
-def fingerprint(backend: str, device: str) -> dict:
-    """The arithmetic fingerprint of ``backend`` on ``device`` as a plain (JSON-able) dict."""
-    ad = get_backend(backend)
+def fingerprint(backend: str, device: str, adapter=None) -> dict:
+    """The arithmetic fingerprint of ``backend`` on ``device`` as a plain (JSON-able) dict
+    (``adapter``: an already configured instance of it, e.g. with XPU emulation on)."""
+    ad = adapter if adapter is not None else get_backend(backend)
     bits = _safe(probe_acc_bits, ad, device)
     mode = _safe(probe_output_rounding, ad, device)
     fp = {
@@ -331,12 +332,19 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", default="reference", choices=backend_names())
     p.add_argument("--device", default="cpu", choices=("cpu", "cuda", "xpu"))
+    p.add_argument("--emulate-xpu", action="store_true",
+                   help="probe the XPU ops' CPU contract emulation (xpu-ops, vllm:XPU*)")
     args = p.parse_args(argv)
-    why = get_backend(args.backend).why_unavailable(args.device)
+    ad = get_backend(args.backend)
+    if args.emulate_xpu:
+        if not hasattr(ad, "set_emulation"):
+            p.error(f"--emulate-xpu: backend {args.backend!r} does not call the XPU ops")
+        ad.set_emulation(True)
+    why = ad.why_unavailable(args.device)
     if why:
         print(f"error: {why}", file=sys.stderr)
         return 2
-    print(json.dumps(fingerprint(args.backend, args.device), indent=2))
+    print(json.dumps(fingerprint(args.backend, args.device, adapter=ad), indent=2))
     return 0
 
 

@@ -89,9 +89,11 @@ def _record(item, rep, worker: str) -> dict:
         verdict = "fail" if rep.when == "call" else "error"
         reason = rep.longreprtext[:_REASON_LIMIT]
     checks = props.pop("failed_checks", "")
+    tables = props.pop("tables", None)  # report tables a test measured (test_profile.py)
     rerun = props.pop("rerun", None)
     metrics = {k: v for k, v in props.items() if k in schema.METRIC_FIELDS}
     return schema.encode({
+        **({"tables": json.loads(tables)} if tables else {}),
         "key": item.nodeid,
         "test": item.originalname,
         "case": None if case is None else str(case),
@@ -245,8 +247,8 @@ class Tracker:
             return  # no conformance test ran (e.g. the suite's own tests): no report
         try:
             records = list(self.records.values())
-            self.paths = write_reports(self.envelope(), records, self.report_dir,
-                                       tables=report_tables(opt.backend, records))
+            tables = self.tables(records)  # first: it takes the tables off the records
+            self.paths = write_reports(self.envelope(), records, self.report_dir, tables=tables)
         except Exception as exc:  # the run's verdicts stand; say what was not written
             self.write_error = f"{type(exc).__name__}: {exc}"
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
@@ -255,6 +257,16 @@ class Tracker:
             return
         for path in self.records_dir.glob(f"{self.run_id}-*.jsonl"):
             path.unlink()  # in the report now; files stay only if this process dies first
+
+    def tables(self, records: list[dict]) -> dict:
+        """The report's tables: those tests measured and left on their records (the probe
+        fingerprint and profile check, taken off the records here) and the backend's own
+        (vLLM selection and capability)."""
+        tables = {}
+        for rec in records:
+            tables.update(rec.pop("tables", None) or {})
+        tables.update(report_tables(self.config.option.backend, records))
+        return tables
 
     def _recover_from_files(self) -> None:
         for path in sorted(self.records_dir.glob(f"{self.run_id}-*.jsonl")):

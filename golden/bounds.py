@@ -32,6 +32,7 @@ __all__ = [
     "extended",
     "ulp",
     "statistics",
+    "tosa_fp8_bound",
 ]
 
 
@@ -89,11 +90,13 @@ PROFILES: dict[str, AccumProfile] = {
         AccumProfile("exact", exact=True),
         AccumProfile("fp32"),
         AccumProfile("fp16", frac_bits=10),
-        # Measured on an H100 (torch 2.11 + CUDA 13, tools/run_cuda.sh, README "Accumulation
-        # profiles"): cuBLASLt's FP8 path keeps 15 fraction bits, truncating, and adds each
-        # block of 128 products into an fp32 accumulator; with use_fast_accum it never does.
-        AccumProfile("acc15-trunc-blk128", frac_bits=15, block=128, truncates=True),
-        AccumProfile("acc15-trunc", frac_bits=15, truncates=True),
+        # Measured on an H100 (torch 2.11 + CUDA 13, `python -m conformance.probe`, committed
+        # in baselines/h100/): cuBLASLt's FP8 path keeps 13 fraction bits (L + s - L loses s
+        # at 2**-14 of L), truncating, and adds each block of 128 products into an fp32
+        # accumulator; with use_fast_accum it never does. (An earlier probe read "15": it
+        # started at 2**-16 of the leading product, so 15 was its floor, not a measurement.)
+        AccumProfile("acc13-trunc-blk128", frac_bits=13, block=128, truncates=True),
+        AccumProfile("acc13-trunc", frac_bits=13, truncates=True),
     )
 }
 
@@ -161,3 +164,21 @@ def statistics(err: np.ndarray, bound: np.ndarray) -> dict:
         "variance_ok": sumsq <= 0.4 * t,
         "bias_ok": abs(total) <= 2.0 * math.sqrt(t),
     }
+
+
+def tosa_fp8_bound(size, k: int, has_bias: bool, out_fmt) -> np.ndarray:
+    """TOSA's allowed ``|Y - exact|`` per element for an FP8 dot product, for comparison.
+
+    ``size`` is TOSA's ``bnd``: ``|sa sb| sum_k |A||B| + |bias|``. TOSA's reference model
+    (``reference_model/src/verify/verify_dot_product.cc``) allows ``2 ksb`` units of
+    ``max(bnd 2**-(1 + frac_out), normal_min_out)`` with ``ksb = K`` (``K + 1`` with a bias);
+    for FP8 inputs ``ksb`` is relaxed to ``max(ksb, min(ksb, 64) 2**10)`` (DESIGN §4). Zero
+    where ``size`` is zero (TOSA then requires an exact zero); inf where it is not finite.
+    """
+    fmt = get_format(out_fmt)
+    ksb = k + (1 if has_bias else 0)
+    ksb = max(ksb, min(ksb, 64) * 2**10)
+    size = np.asarray(size, np.float64)
+    unit = np.maximum(size * 2.0 ** -(1 + fmt.man_bits), 2.0 ** fmt.emin)
+    with np.errstate(invalid="ignore"):
+        return np.where(size == 0, 0.0, np.where(np.isfinite(size), 2 * ksb * unit, np.inf))

@@ -52,7 +52,7 @@ CAPABILITIES = {
         scale_pairs=_SCALE_PAIRS,
         biases=frozenset({None, "bf16", "fp16"}),
         bias_out=frozenset({("bf16", "bf16"), ("fp16", "fp16")}),
-        profile="acc15-trunc-blk128",
+        profile="acc13-trunc-blk128",
         rules=(
             (_mult16, "cuBLASLt needs K and N to be multiples of 16"),
             (_rowwise_bf16, "row-wise scaling on cuda needs bf16 output"),
@@ -68,7 +68,7 @@ CAPABILITIES = {
         profile="fp32",
     ),
 }
-FAST_ACCUM_PROFILE = {"cuda": "acc15-trunc"}
+FAST_ACCUM_PROFILE = {"cuda": "acc13-trunc"}
 
 
 @register("torch")

@@ -13,7 +13,7 @@ import pytest
 
 from conformance.checks import judge, rerun_command
 from conformance.matrix import grid
-from golden.bounds import PROFILES, element_bound, statistics, ulp
+from golden.bounds import PROFILES, element_bound, statistics, tosa_fp8_bound, ulp
 from golden.cases import Case, build
 from golden.codecs import decode, encode, round_to_format
 from golden.matmul import abs_dot, scaled_mm_exact
@@ -399,3 +399,32 @@ def test_rerun_command_parses_back_to_the_same_id():
         assert opts == {"--backend": "torch-fast", "--device": "cuda", "--seed": "7",
                         "--case": cid}
         assert Case.from_id(opts["--case"]).id == cid
+
+
+@pytest.mark.parametrize("size, k, has_bias, out, want", [
+    # ksb = 256 relaxed to min(256, 64) 2**10 = 65536; 2 ksb units of size 2**-8 (bf16)
+    (1.0, 256, False, "bf16", 2 * 65536 * 2.0**-8),
+    # ksb = 33 with the bias; 33 * 1024 = 33792 units of size 2**-24 (fp32)
+    (3.0, 32, True, "fp32", 2 * 33792 * 3.0 * 2.0**-24),
+    # K beyond 2**16: ksb itself is larger than the relaxation
+    (1.0, 2**17, False, "fp16", 2 * 2**17 * 2.0**-11),
+    (0.0, 64, False, "bf16", 0.0),  # TOSA requires an exact zero
+    (1e-300, 64, False, "fp16", 2 * 65536 * 2.0**-14),  # floored at fp16's normal minimum
+    (math.inf, 64, False, "bf16", math.inf),
+])
+def test_tosa_fp8_bound(size, k, has_bias, out, want):
+    assert float(tosa_fp8_bound(size, k, has_bias, out)) == want
+
+
+def test_tosa_ratio_metric_compares_bounds_on_the_case(datas):
+    """The judge reports the largest ratio of our bound to TOSA's over the case."""
+    data = next(d for d in datas.values() if d.case.out == "bf16" and d.bias is None)
+    v = judge(data, data.expected, PROFILES["fp32"])
+    c = data.case
+    ours = element_bound(data.expected, data.absdot, data.scale_mag, None, c.K, c.out,
+                         PROFILES["fp32"])
+    tosa = tosa_fp8_bound(data.scale_mag * data.absdot, c.K, False, c.out)
+    ok = np.isfinite(ours) & (tosa > 0) & np.isfinite(tosa) & np.isfinite(data.expected)
+    assert v.metrics["tosa_ratio"] == pytest.approx(float((ours[ok] / tosa[ok]).max()))
+    assert 0 < v.metrics["tosa_ratio"] < 1
+    assert judge(data, data.expected, PROFILES["exact"]).metrics["tosa_ratio"] == 0.0

@@ -28,6 +28,23 @@ def rerun_of(record: dict, env: dict) -> str | None:
     return None
 
 
+def _fingerprint(tables: dict) -> list[str]:
+    """The profile check verdict and the probe fingerprint (``conformance.profile_check``)."""
+    out = []
+    for pc in tables.get("profile_check", []):
+        out += ["", "### Arithmetic fingerprint", "",
+                f"Declared profile `{pc.get('profile')}` ({pc.get('claims')}) against the probes "
+                f"({pc.get('measured')}): **{pc.get('status')}**"
+                + (f": {_cell(str(pc['problems']))}" if pc.get("problems") else ".")]
+    rows = tables.get("fingerprint", [])
+    if rows:
+        out += ["", "| probe | measured | exact arithmetic |", "|---|---|---|"]
+        show = lambda v: "-" if v is None else _cell(str(v))  # noqa: E731
+        out += [f"| {r.get('probe')} | {show(r.get('measured'))} | "
+                f"{show(r.get('exact arithmetic'))} |" for r in rows]
+    return out
+
+
 def render_markdown(report: dict) -> str:
     env, records = report["envelope"], report["records"]
     emu = " (**emulated**)" if env["emulated"] else ""
@@ -63,6 +80,12 @@ def render_markdown(report: dict) -> str:
         r = S.largest(ran, metric)
         if r is not None:
             out += ["", f"**{label}:** {_g(r['metrics'].get(metric))} in `{r['case'] or r['key']}`"]
+    use, tosa = S.spread(records, "bound_use"), S.spread(records, "tosa_ratio")
+    if use:
+        out += ["", f"**Tightness:** bound use median {_g(use['median'])}, max {_g(use['max'])} "
+                f"over {use['n']} cases" + (
+                    f"; our bound / TOSA's FP8 dot-product bound: median {_g(tosa['median'])}, "
+                    f"max {_g(tosa['max'])}" if tosa else "")]
     sq = S.sqnr_by_scheme(records)
     if sq:
         out += ["", "### SQNR against the unquantized float64 product (layer cases)", "",
@@ -85,6 +108,7 @@ def render_markdown(report: dict) -> str:
         out += ["", markdown_tables(tables.get("vllm_selection", []),
                                     tables.get("vllm_capability", [])).replace("\n## ", "\n### ")
                 .replace("## ", "### ", 1)]
+    out += _fingerprint(tables)
     for err in tables.get("table_errors", []):
         out += ["", f"**Table {err.get('table')} not computed:** {err.get('error')}"]
     skips_md = _skips(records)

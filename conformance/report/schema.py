@@ -82,6 +82,8 @@ METRIC_FIELDS = {
     "rms_z": (_NUM, "RMS of the normalized error z = (Y - Y*) / bound"),
     "mean_z": (_NUM, "signed mean of z (systematic bias)"),
     "sqnr_db": (_OPT_NUM, "SQNR against the unquantized float64 product (layer cases), else null"),
+    "tosa_ratio": (_OPT_NUM, "max over elements of our bound / TOSA's FP8 dot-product bound "
+                             "(`golden.bounds.tosa_fp8_bound`); null where TOSA's is 0 or inf"),
     "kernel_s": (_OPT_NUM, "kernel seconds per call (median of timed calls, device-synchronized)"),
     "tflops": (_OPT_NUM, "2 M N K / kernel_s / 1e12"),
 }

@@ -87,3 +87,12 @@ def sqnr_by_scheme(records) -> dict[str, dict]:
             vals[scheme(r)].append(v)
     return {s: {"n": len(v), "min": min(v), "median": statistics.median(v)}
             for s, v in sorted(vals.items())}
+
+
+def spread(records, metric: str) -> dict | None:
+    """Count, median and maximum of a finite ``metric`` over the records that ran, or None."""
+    vals = [r["metrics"].get(metric) for r in ran(records)]
+    vals = [v for v in vals if finite(v)]
+    if not vals:
+        return None
+    return {"n": len(vals), "median": statistics.median(vals), "max": max(vals)}
