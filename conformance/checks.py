@@ -117,7 +117,7 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
     rel = np.where(both & np.isfinite(scale_sum) & (scale_sum > 0) & np.isfinite(err),
                    err / np.where(scale_sum > 0, scale_sum, 1.0), 0.0)
     tosa = tosa_fp8_bound(scale_sum, c.K, bias is not None, c.out)
-    cmp = both & np.isfinite(bound) & np.isfinite(tosa) & (tosa > 0)
+    cmp = both & np.isfinite(exp) & np.isfinite(bound) & np.isfinite(tosa) & (tosa > 0)
     equal = (got == exp) | (nan_e & nan_g)
     metrics = {
         "elements": int(exp.size),

@@ -785,6 +785,16 @@ def test_merge_three_shards(order):
     assert env["date"] == "2026-01-01T00:00:00+00:00", env["date"]
 
 
+def test_merge_keeps_the_fingerprint_from_whichever_shard_measured_it():
+    """Only the shard that ran conformance/test_profile.py has the fingerprint tables."""
+    shards = shard_reports()
+    fp = {"fingerprint": [{"probe": "acc_bits", "measured": 13, "exact arithmetic": "exact"}],
+          "profile_check": [{"status": "consistent"}]}
+    shards[1][1]["tables"] = fp
+    merged, _ = merge_reports(shards)
+    assert merged["tables"] == fp
+
+
 def test_merge_rejects_same_shard_twice():
     s1, s2, s3 = shard_reports()
     msg = merge_error([s1, s2, ("copy/tolerance.json", s2[1]), s3])

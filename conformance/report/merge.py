@@ -66,7 +66,10 @@ def merge_reports(reports: list[tuple[str, dict]], partial: bool = False) -> tup
                 "date": min(r["envelope"]["date"] for _, r in reports),
                 "command": " ; ".join(r["envelope"]["command"] for _, r in reports)}
     merged = list(records.values())
-    tables = dict(reports[0][1].get("tables") or {})
+    tables = {}
+    for _, rep in reports:  # each table from the first shard that has it (the fingerprint
+        for name, rows in (rep.get("tables") or {}).items():  # is measured in one shard)
+            tables.setdefault(name, rows)
     if "vllm_capability" in tables:  # per-scheme counts: recount over all shards' records
         from ..vllm_tables import report_tables
 

@@ -5,8 +5,9 @@ A report is one JSON object::
     {"schema": "fp8-conformance-tolerance", "schema_version": 1,
      "envelope": {...}, "records": [{...}, ...], "tables": {...}}
 
-``tables`` is optional: named lists of row objects that a backend adds (``vllm:<Class>`` runs
-add ``vllm_selection`` and ``vllm_capability``, see ``conformance/vllm_tables.py``).
+``tables`` is optional: named lists of row objects. Whole-grid runs add ``fingerprint`` and
+``profile_check`` (``conformance/profile_check.py``); ``vllm:<Class>`` runs add
+``vllm_selection`` and ``vllm_capability`` (``conformance/vllm_tables.py``).
 
 The tables below are the documentation: ``python -m conformance.report schema`` prints them as
 Markdown (``docs/tolerance-schema.md`` is that output, checked by a test). JSON has no
@@ -226,7 +227,11 @@ def markdown() -> str:
         "## records[].metrics", "Present when the kernel ran (pass or fail after running).",
         table(METRIC_FIELDS),
         "## tables (optional)",
-        "Named lists of row objects a backend adds. `vllm:<Class>` runs add `vllm_selection` "
+        "Named lists of row objects. Whole-grid runs (not `smoke`, not `--case`) add "
+        "`fingerprint` (one row per probe: `probe`, `measured`, `exact arithmetic`) and "
+        "`profile_check` (one row: `backend`, `device`, `profile`, `claims`, `measured`, "
+        "`status` = consistent / overclaims / unmeasured, `problems`), see "
+        "`conformance/profile_check.py`. `vllm:<Class>` runs add `vllm_selection` "
         "(which class vLLM selects per platform and loader scheme, whether it drops activation "
         "quantization, measured or from source) and `vllm_capability` (per scheme of the run: "
         "what `can_implement` said and whether the cases it accepted passed); their row fields "
