@@ -47,7 +47,7 @@ def row(folder: Path) -> str:
     judged = sum(s["ran"] for s in seeds)
     worst = max(s["max_use"] or 0 for s in seeds)
     env = report["envelope"]
-    g = lambda x: "-" if x is None else f"{x:.3g}"  # noqa: E731
+    g = lambda x: "-" if x is None else f"{x:.5g}"  # noqa: E731
     return (f"| `{folder.parent.name}/{folder.name}` | `{env['profile']}` | {first['ran']} | "
             f"{g(first['median_use'])} | {g(first['max_use'])} | {len(seeds)} | {judged} | "
             f"{g(worst)} | **{fails}** | {g(first['median_tosa'])} | {g(first['max_tosa'])} |")
