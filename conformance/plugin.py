@@ -9,7 +9,7 @@ import pytest
 
 from golden.cases import Case, CaseError, build
 from golden.store import Store, StoreError, output_hash
-from kernel.registry import default_backend_and_device, get_backend
+from kernel.registry import default_backend_and_device, enable_xpu_emulation, get_backend
 
 from .matrix import grid, grid_names
 from .tracking import EMULATED_PREFIX
@@ -60,11 +60,8 @@ def configure(config) -> None:
     except ValueError as exc:
         raise pytest.UsageError(f"--backend={opt.backend!r}: {exc}") from None
     if opt.emulate_xpu:
-        if not hasattr(adapter, "set_emulation"):
-            raise pytest.UsageError(f"--emulate-xpu: backend {opt.backend!r} does not call the "
-                                    "XPU ops; it applies to vllm:XPU* classes and xpu-ops")
         try:
-            adapter.set_emulation(True)
+            enable_xpu_emulation(adapter, opt.backend)
         except (ValueError, RuntimeError) as exc:
             raise pytest.UsageError(str(exc)) from None
     if opt.device is None:

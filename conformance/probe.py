@@ -38,13 +38,14 @@ import numpy as np
 from golden.cases import Case, CaseData
 from golden.codecs import decode, encode, round_to_format
 from kernel.base import Unsupported
-from kernel.registry import backend_names, get_backend
+from kernel.registry import backend_names, enable_xpu_emulation, get_backend
 from kernel.synthetic import MODES, round_directed  # also registers the synthetic backends
 
 __all__ = ["fingerprint", "run_values", "EXACT"]
 
 FMT = "e4m3fn"
 L = 128.0  # 128 * 128 = 2**14: the large product (fits an fp16 accumulator)
+BLOCK_K = 1024  # probe_block's K: a longer block reads as "no block"
 BEFORE, AFTER = "before output rounding", "after output rounding"
 
 
@@ -168,7 +169,7 @@ def probe_block(adapter, device, bits) -> int | None:
     survives is where a new block starts; null when it survives everywhere or nowhere."""
     if not isinstance(bits, int) or bits >= 23:
         return None
-    k, d = 1024, min(bits + 3, 22)
+    k, d = BLOCK_K, min(bits + 3, 22)
     a, b = np.zeros((k - 1, k)), np.zeros((k, 16))
     a[:, 0], b[0], b[1:] = L, L, 1.0
     pos = np.arange(1, k)
@@ -337,9 +338,10 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     ad = get_backend(args.backend)
     if args.emulate_xpu:
-        if not hasattr(ad, "set_emulation"):
-            p.error(f"--emulate-xpu: backend {args.backend!r} does not call the XPU ops")
-        ad.set_emulation(True)
+        try:
+            enable_xpu_emulation(ad, args.backend)
+        except (ValueError, RuntimeError) as exc:
+            p.error(str(exc))
     why = ad.why_unavailable(args.device)
     if why:
         print(f"error: {why}", file=sys.stderr)

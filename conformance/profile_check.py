@@ -22,11 +22,12 @@ import json
 
 from golden.bounds import AccumProfile
 
+from .probe import BLOCK_K, EXACT, fingerprint
+
 __all__ = ["check_profile", "fingerprint_tables", "CONSISTENT", "OVERCLAIMS", "UNMEASURED"]
 
 CONSISTENT, OVERCLAIMS, UNMEASURED = "consistent", "overclaims", "unmeasured"
 NEAREST = ("nearest-even", "nearest-away")
-PROBE_K = 1024  # probe_block's K: a block longer than this reads as "no block"
 
 
 def _unit(bits, truncates) -> float:
@@ -74,10 +75,10 @@ def check_profile(profile: AccumProfile, fp: dict) -> tuple[str, list[str]]:
             f"{', truncating' if fp.get('truncates') is True else ''})")
     blk = fp.get("block")
     if profile.block is not None and bits != "exact" and bits < profile.outer_frac_bits:
-        if blk is None and profile.block < PROBE_K:
+        if blk is None and profile.block < BLOCK_K:
             problems.append(f"profile {profile.name!r} claims an fp32 partial sum every "
                             f"{profile.block} products; the probe found no block boundary "
-                            f"within K = {PROBE_K}")
+                            f"within K = {BLOCK_K}")
         elif isinstance(blk, int) and blk > profile.block:
             problems.append(f"profile {profile.name!r} claims blocks of {profile.block}; the "
                             f"probe measured blocks of {blk}")
@@ -97,8 +98,6 @@ def fingerprint_tables(adapter, backend: str, device: str, fp: dict | None = Non
     """The report's ``fingerprint`` table (one row per probe, with what exact arithmetic
     gives) and ``profile_check`` table (the declared profile against it); ``fp``: an
     already measured fingerprint (else the probes run now)."""
-    from .probe import EXACT, fingerprint
-
     fp = fp if fp is not None else fingerprint(backend, device, adapter=adapter)
     rows = [{"probe": k, "measured": _cell(v), "exact arithmetic": _cell(EXACT.get(k))}
             for k, v in fp.items() if k not in ("backend", "device")]

@@ -16,7 +16,7 @@ import json
 import pytest
 
 from .probe import fingerprint
-from .profile_check import OVERCLAIMS, UNMEASURED, check_profile, fingerprint_tables
+from .profile_check import OVERCLAIMS, UNMEASURED, fingerprint_tables
 
 
 def test_profile_within_fingerprint(adapter, device, pytestconfig, record_property):
@@ -25,16 +25,15 @@ def test_profile_within_fingerprint(adapter, device, pytestconfig, record_proper
         pytest.skip(why)
     backend = pytestconfig.option.backend
     fp = fingerprint(backend, device, adapter=adapter)
+    tables = fingerprint_tables(adapter, backend, device, fp)
     # the tracker moves these into the report's tables (conformance/tracking.py)
-    record_property("tables", json.dumps(fingerprint_tables(adapter, backend, device, fp)))
+    record_property("tables", json.dumps(tables))
+    (check,) = tables["profile_check"]
+    if check["status"] == UNMEASURED:
+        pytest.skip(f"profile {check['profile']!r} not checked: {check['problems']}")
     emu = " --emulate-xpu" if adapter.emulated else ""
-    profile = adapter.profile(device)
-    status, problems = check_profile(profile, fp)
-    if status == UNMEASURED:
-        pytest.skip(f"profile {profile.name!r} not checked: {problems[0]}")
-    assert status != OVERCLAIMS, (
-        f"backend {backend!r} on {device} declares a profile its arithmetic does not have:\n  "
-        + "\n  ".join(problems)
-        + f"\n  fingerprint: {json.dumps(fp)}\n  fix the profile in the backend's Capability "
-        f"(kernel/), or the kernel; rerun: python -m conformance.probe --backend={backend} "
-        f"--device={device}{emu}")
+    assert check["status"] != OVERCLAIMS, (
+        f"backend {backend!r} on {device} declares a profile its arithmetic does not have: "
+        f"{check['problems']}\n  fingerprint: {json.dumps(fp)}\n  fix the profile in the "
+        f"backend's Capability (kernel/), or the kernel; rerun: python -m conformance.probe "
+        f"--backend={backend} --device={device}{emu}")

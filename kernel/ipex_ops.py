@@ -49,7 +49,6 @@ B's strides to oneDNN); M > 0 (an m == 0 oneDNN primitive is unconfirmed here). 
 
 from __future__ import annotations
 
-import importlib
 from functools import lru_cache
 
 import numpy as np
@@ -86,18 +85,12 @@ CAPABILITY = Capability(
 @lru_cache(maxsize=1)
 def _missing() -> str | None:
     """Why IPEX's fp8_gemm cannot run here (None when it can)."""
-    try:
-        torch = require_torch()
-    except Unsupported as exc:
-        return str(exc)
-    try:
-        importlib.import_module(IPEX_MODULE)
-    except Exception as exc:  # ImportError, or IPEX refusing this torch version
-        return (f"{IPEX_MODULE} is not importable ({type(exc).__name__}: {exc}); install the "
-                "XPU build of intel-extension-for-pytorch matching torch on an Intel XPU machine "
-                "(there is no CPU emulation for IPEX)")
-    if not (hasattr(torch, "xpu") and torch.xpu.is_available()):
-        return f"{IPEX_MODULE} imports but torch sees no XPU device (torch.xpu.is_available() is False)"
+    why = ti.xpu_module_missing(  # an ImportError, or IPEX refusing this torch version
+        IPEX_MODULE, "install the XPU build of intel-extension-for-pytorch matching torch on an "
+                     "Intel XPU machine (there is no CPU emulation for IPEX)")
+    if why:
+        return why
+    torch = require_torch()
     try:
         n = len(torch.ops.torch_ipex.fp8_gemm.Tensor._schema.arguments)
     except (AttributeError, RuntimeError) as exc:

@@ -72,3 +72,13 @@ def default_backend_and_device() -> tuple[str, str]:
     if devices:
         return "torch", devices[0]
     return "reference", "cpu"
+
+
+def enable_xpu_emulation(adapter: Adapter, name: str) -> None:
+    """Switch ``adapter`` (backend ``name``) to the XPU op contract emulation; ValueError for
+    a backend that does not call the XPU ops (RuntimeError from the adapter when the real op
+    is present and would be shadowed)."""
+    if not hasattr(adapter, "set_emulation"):
+        raise ValueError(f"--emulate-xpu: backend {name!r} does not call the XPU ops; it "
+                         "applies to vllm:XPU* classes and xpu-ops")
+    adapter.set_emulation(True)

@@ -51,3 +51,22 @@ def bias(data: CaseData, device: str):
     bits = data.bias_bits
     raw = torch.from_numpy(bits.view(np.int16) if bits.dtype == np.uint16 else bits.view(np.int32))
     return raw.view(dtype(data.case.bias)).to(device)
+
+
+def xpu_module_missing(module: str, install_hint: str = "") -> str | None:
+    """Why ``module`` cannot run on an Intel XPU here (None when it can): torch missing, the
+    module not importable (``install_hint`` appended), or no XPU device."""
+    import importlib
+
+    try:
+        torch = require_torch()
+    except Unsupported as exc:
+        return str(exc)
+    try:
+        importlib.import_module(module)
+    except Exception as exc:  # ImportError, or a broken build raising anything else
+        return (f"{module} is not importable ({type(exc).__name__}: {exc})"
+                + (f"; {install_hint}" if install_hint else ""))
+    if not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        return f"{module} imports but torch sees no XPU device (torch.xpu.is_available() is False)"
+    return None

@@ -37,7 +37,6 @@ Emulation: with ``emulate = True`` (the suite's ``--emulate-xpu``) the same op n
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from functools import lru_cache
 from itertools import product
 
@@ -73,17 +72,7 @@ CAPABILITY = Capability(
 @lru_cache(maxsize=1)
 def _real_op_missing() -> str | None:
     """Why the real op cannot run here (None when it can): import error or no XPU device."""
-    try:
-        torch = require_torch()
-    except Unsupported as exc:
-        return str(exc)
-    try:
-        importlib.import_module(OP_MODULE)
-    except Exception as exc:  # ImportError, or a broken build raising anything else
-        return f"{OP_MODULE} is not importable ({type(exc).__name__}: {exc})"
-    if not (hasattr(torch, "xpu") and torch.xpu.is_available()):
-        return f"{OP_MODULE} imports but torch sees no XPU device (torch.xpu.is_available() is False)"
-    return None
+    return ti.xpu_module_missing(OP_MODULE)
 
 
 def _emulation():
