@@ -2,8 +2,11 @@
 
 A case passes when (1) the output has shape [M, N], (2) NaN appears exactly where Y* is NaN,
 (3) every element is within its bound (``golden.bounds.element_bound``; zero for an exact
-profile) with infinities compared as the overflow threshold, and (4) TOSA's variance and
-signed-bias statistics hold over all outputs.
+profile) with infinities compared as the overflow threshold, (4) TOSA's variance and
+signed-bias statistics hold over all outputs, and (5) no more elements differ from Y* than the
+profile's accumulation error can explain (the mismatch-rate check,
+``golden.bounds.mismatch_limit``): that catches errors below one output ulp that are the same
+on every element (a truncating output rounding, a one-ulp bias), which pass (3) and (4).
 """
 
 from __future__ import annotations
@@ -14,7 +17,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from golden.bounds import AccumProfile, element_bound, extended, statistics, tosa_fp8_bound, ulp
+from golden.bounds import (
+    AccumProfile,
+    accumulation_allowance,
+    element_bound,
+    extended,
+    mismatch_limit,
+    mismatch_probability,
+    statistics,
+    tosa_fp8_bound,
+    ulp,
+)
 from golden.cases import CaseData
 from golden.codecs import decode
 from golden.formats import get_format
@@ -111,6 +124,22 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
             fail("signed-bias", f"signed-bias check: |sum z| = {abs(stats['sum_z']):.4g} > 2 sqrt(T) = "
                             f"{2 * math.sqrt(stats['count']):.4g}")
 
+    equal = (got == exp) | (nan_e & nan_g)
+    frac_exact_min = None
+    if not profile.exact:
+        finite = both & np.isfinite(exp)
+        acc = np.broadcast_to(accumulation_allowance(data.absdot, data.scale_mag, bias, c.K,
+                                                     profile, _operand_eps(c)), exp.shape)
+        mu = float(mismatch_probability(exp[finite], acc[finite], c.out).sum())
+        limit = mismatch_limit(mu)
+        count, differ = int(finite.sum()), int((finite & ~equal).sum())
+        frac_exact_min = max(0.0, 1.0 - limit / count) if count else None
+        if differ > limit:
+            fail("mismatch-rate", f"mismatch rate: {differ} of {count} finite elements differ "
+                 f"from the correctly rounded Y*; the {profile.name} profile's accumulation "
+                 f"error explains at most {limit:.1f} (expected at most {mu:.1f}): a systematic "
+                 "error below one output ulp (output rounding, bias, scale or epilogue)")
+
     ulps = err / ulp(np.where(both, exp_x, 0.0), c.out)
     with np.errstate(invalid="ignore", over="ignore"):
         scale_sum = data.scale_mag * data.absdot + (0.0 if bias is None else np.abs(bias))
@@ -118,7 +147,6 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
                    err / np.where(scale_sum > 0, scale_sum, 1.0), 0.0)
     tosa = tosa_fp8_bound(scale_sum, c.K, bias is not None, c.out)
     cmp = both & np.isfinite(exp) & np.isfinite(bound) & np.isfinite(tosa) & (tosa > 0)
-    equal = (got == exp) | (nan_e & nan_g)
     metrics = {
         "elements": int(exp.size),
         "max_abs_err": float(err.max()),
@@ -126,6 +154,7 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
         "rel_err": float(rel.max()),
         "bound_use": float(use.max()),
         "frac_exact": float(equal.mean()),
+        "frac_exact_min": frac_exact_min,
         "rms_z": math.sqrt(stats["sum_z2"] / stats["count"]) if stats["count"] else 0.0,
         "mean_z": stats["sum_z"] / stats["count"] if stats["count"] else 0.0,
         "sqnr_db": _sqnr(data, got),

@@ -12,6 +12,13 @@ NaN must match NaN exactly.
 
 Over all T outputs of a case, with ``z = (Y - Y*) / bound`` (TOSA's dot-product statistics):
 ``sum(z**2) <= 0.4 T`` (variance) and ``|sum(z)| <= 2 sqrt(T)`` (signed bias).
+
+Both are blind to bugs below an output ulp (a truncating output rounding, a one-ulp bias; DESIGN
+§4). The mismatch-rate check is not: a kernel whose pre-rounding value is within ``acc`` of the
+exact one rounds to a value other than Y* only where a rounding boundary lies between the two,
+so element i differs from Y* with probability at most ``p_i = min(1, 2 acc_i / ulp_i)``
+(:func:`mismatch_probability`), and the count of such elements stays below
+:func:`mismatch_limit` of ``sum p_i`` except with probability ``MISMATCH_ALPHA``.
 """
 
 from __future__ import annotations
@@ -33,6 +40,10 @@ __all__ = [
     "ulp",
     "statistics",
     "tosa_fp8_bound",
+    "accumulation_allowance",
+    "mismatch_probability",
+    "mismatch_limit",
+    "MISMATCH_ALPHA",
 ]
 
 
@@ -137,14 +148,54 @@ def element_bound(expected, absdot, scale, bias, k: int, out_fmt, profile: Accum
     if profile.exact:
         return np.zeros(np.shape(expected))
     ye = np.abs(extended(expected, out))
-    with np.errstate(invalid="ignore", over="ignore"):  # inf scale x zero: NaN, judged as NaN
-        acc = np.abs(scale) * absdot * (profile.eps_acc(k) + operand_eps)
-        if bias is not None:
-            acc = acc + np.abs(bias) * profile.u_epi
+    acc = accumulation_allowance(absdot, scale, bias, k, profile, operand_eps)
     u0 = ulp(ye, out)
     # Y* is within u0/2 of the exact value, the kernel's pre-rounding value within acc of it,
     # and the kernel's own rounding adds half an ulp at that (possibly larger) magnitude.
     return u0 / 2 + acc + ulp(ye + u0 / 2 + acc, out) / 2
+
+
+def accumulation_allowance(absdot, scale, bias, k: int, profile: AccumProfile,
+                           operand_eps: float = 0.0):
+    """How far the profile lets a kernel's value *before* its output rounding be from the exact
+    one: ``|sa sb| sum_k |A||B| (eps_acc(K) + operand_eps) + |bias| u_epi`` (arguments as for
+    :func:`element_bound`, which adds the two output roundings to it)."""
+    with np.errstate(invalid="ignore", over="ignore"):  # inf scale x zero: NaN, judged as NaN
+        acc = np.abs(scale) * absdot * (profile.eps_acc(k) + operand_eps)
+        if bias is not None:
+            acc = acc + np.abs(bias) * profile.u_epi
+    return acc
+
+
+# One case in 10**9 may exceed the limit by chance: with thousands of cases per run and per
+# seed, a correct kernel practically never fails the check.
+MISMATCH_ALPHA = 1e-9
+
+
+def mismatch_probability(expected, acc, out_fmt) -> np.ndarray:
+    """Upper bound on the chance that a kernel within ``acc`` of the exact value before its
+    round-to-nearest output rounding returns something other than Y* (``expected``).
+
+    The two roundings differ only where a rounding boundary (a midpoint of ``out_fmt``) lies
+    within ``acc`` of the exact value; with the exact value's position inside an output ulp
+    spread uniformly (scales are arbitrary float32 values), that has probability at most
+    ``2 acc / ulp`` (both sides), with the ulp taken at ``|Y*| - acc`` (the smaller spacing
+    below a power of two). 1 where Y* or ``acc`` is not finite.
+    """
+    out = get_format(out_fmt)
+    ye = np.abs(extended(expected, out))
+    with np.errstate(invalid="ignore", over="ignore"):
+        u = ulp(np.maximum(ye - acc, 0.0), out)
+        p = np.minimum(1.0, 2.0 * acc / u)
+    return np.where(np.isfinite(p), p, 1.0)
+
+
+def mismatch_limit(mu: float, alpha: float = MISMATCH_ALPHA) -> float:
+    """Most elements that may differ from Y* when each does so independently with probabilities
+    summing to at most ``mu``: Bernstein's inequality for a sum of Bernoulli variables,
+    ``P(count >= mu + s) <= exp(-s**2 / (2 (mu + s / 3))) = alpha``."""
+    t = math.log(1.0 / alpha)
+    return mu + t / 3 + math.sqrt((t / 3) ** 2 + 2.0 * mu * t)
 
 
 def statistics(err: np.ndarray, bound: np.ndarray) -> dict:

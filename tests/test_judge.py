@@ -316,7 +316,7 @@ def test_a_bias_below_the_variance_limit_is_caught_by_the_signed_bias_check_alon
     e = d.expected
     got = e + 0.55 * spacing(e, "bf16")  # z ~ 0.55: sum z^2 ~ 0.3 T passes, sum z ~ 0.55 T fails
     v = judge(d, got, FP32)
-    assert [f.split(":")[0] for f in v.failures] == ["signed-bias check"], v.failures
+    assert "signed-bias" in v.checks and "variance" not in v.checks, v.failures
 
 
 def test_unbiased_half_ulp_noise_passes(big):
@@ -325,7 +325,8 @@ def test_unbiased_half_ulp_noise_passes(big):
     rng = np.random.default_rng(1)
     got = e + rng.uniform(-0.5, 0.5, e.shape) * spacing(e, "bf16")
     v = judge(d, got, FP32)
-    assert v.passed, v.failures
+    # TOSA's statistics take it; the values are off the bf16 grid, so none equals Y*
+    assert v.checks == ["mismatch-rate"], v.failures
     # and a realistic kernel: a quarter of the elements off by one ulp, either way
     off = rng.random(e.shape) < 0.25
     up = np.array([next_up(x, "bf16") for x in e.ravel()]).reshape(e.shape)

@@ -66,7 +66,7 @@ RECORD_FIELDS = {
                      "; `crashed`: the worker process died in this case"),
     "reason": (_OPT_STR, "skip reason or failure message (with the worst element); null on pass"),
     "checks": (list, "short names of the failed checks: shape, nan, bound, variance, "
-                     "signed-bias, kernel-raised, golden-store"),
+                     "signed-bias, mismatch-rate, kernel-raised, golden-store"),
     "rerun": (_OPT_STR, "shell line that reruns only this case"),
     "metrics": (dict, "per-case measurements (table below); empty when the kernel did not run"),
     "duration_s": (_OPT_NUM, "pytest's wall time for the test"),
@@ -80,6 +80,9 @@ METRIC_FIELDS = {
                       "of the sum, what an accumulation profile's eps(K) predicts"),
     "bound_use": (_NUM, "max error / per-element bound (1 is the limit)"),
     "frac_exact": (_NUM, "fraction of elements equal to the correctly rounded Y*"),
+    "frac_exact_min": (_OPT_NUM, "least fraction of finite elements equal to Y* that the "
+                                 "profile's accumulation error allows (mismatch-rate check, "
+                                 "`golden.bounds.mismatch_limit`); null for the exact profile"),
     "rms_z": (_NUM, "RMS of the normalized error z = (Y - Y*) / bound"),
     "mean_z": (_NUM, "signed mean of z (systematic bias)"),
     "sqnr_db": (_OPT_NUM, "SQNR against the unquantized float64 product (layer cases), else null"),
