@@ -4,7 +4,7 @@ Each grid is built from small declarative tables: the axes crossed in full, the 
 (data sets, so every scheme meets several), scale-shape variants, layer-level cases and edge
 cases. Grids are deterministic lists; ids are unique within a grid.
 
-``smoke``    seconds: one case per scheme and a few edges.
+``smoke``    seconds: one case per scheme, a few edges and the [N,1] weight scale.
 ``default``  the PR gate: schemes x formats x outputs x bias x layouts x edge-shape grid,
              scale-shape variants, layer level, edge conditions.
 ``full``     default plus every data set on every scheme, the fnuz formats, fp16 bias, more shapes.
@@ -16,12 +16,14 @@ cases. Grids are deterministic lists; ids are unique within a grid.
 
 from __future__ import annotations
 
+import random
 from itertools import product
 
 from golden.cases import Case
 from golden.datasets import DATASETS
 
-__all__ = ["GRIDS", "grid", "grid_names"]
+__all__ = ["GRIDS", "grid", "grid_names", "granularity_cases", "GRANULARITY_ORDERS",
+           "GRANULARITY_SHAPE"]
 
 OP_SCHEMES = (("tensor", "tensor"), ("channel", "tensor"), ("tensor", "token"), ("channel", "token"))
 LAYER_SCHEMES = tuple(product(("tensor", "channel"), ("static", "dyn-tensor", "dyn-token")))
@@ -177,6 +179,8 @@ def _smoke():
     yield Case(M=9, N=32, K=48, out="fp16", dataset="maxexp", edge="overflow")
     yield Case(M=0, N=32, K=64)
     yield Case(M=7, N=24, K=24, layout="kn")
+    # the seed change's per-channel weight scale as [N,1] (DESIGN §1), at K == N
+    yield Case(M=24, N=24, K=24, w="channel", bias="bf16", sb="[N,1]", dataset="rowscale")
 
 
 def _default():
@@ -233,3 +237,34 @@ def grid(name: str) -> list[Case]:
     except KeyError:
         raise ValueError(f"unknown grid {name!r}; valid grids: {', '.join(GRIDS)}") from None
     return list(dict.fromkeys(make()))
+
+
+# --- mixed scale granularities at one shape (conformance/test_mixed_granularity.py) ---------
+
+GRANULARITY_SHAPE = (17, 64, 128)  # M, N, K of the mixed-granularity sequences
+# op level: the activation and weight scale granularities, each with its scheme
+_OP_SA = {"[]": "tensor", "[M,1]": "token"}
+_OP_SB = {"[]": "tensor", "[N]": "channel", "[1,N]": "channel", "[N,1]": "channel"}
+# layer level: the layout vLLM's loaders hand each weight scheme (block FP8 keeps [N,K])
+_LAYER_LAYOUT = {"block": "nk"}
+
+
+def granularity_cases(grid_name: str = "vllm") -> list[Case]:
+    """One op and one layer shape; the cases differ only in scale granularity (and the
+    scheme fields that go with it). Layer granularities are those of the selected grid's
+    layer cases (``--grid``), so a run over one vLLM path mixes only that path's."""
+    M, N, K = GRANULARITY_SHAPE
+    op = [Case(M=M, N=N, K=K, a=a, sa=sa, w=w, sb=sb)
+          for (sa, a), (sb, w) in product(_OP_SA.items(), _OP_SB.items())]
+    schemes = dict.fromkeys((c.w, c.a, c.sa, c.sb) for c in grid(grid_name)
+                            if c.level == "layer")
+    layer = [Case(M=M, N=N, K=K, level="layer", w=w, a=a, sa=sa, sb=sb, out="bf16", x="bf16",
+                  layout=_LAYER_LAYOUT.get(w, "kn-t")) for w, a, sa, sb in schemes]
+    return op + layer
+
+
+GRANULARITY_ORDERS = {
+    "forward": lambda cs: list(cs),
+    "reverse": lambda cs: cs[::-1],
+    "shuffled": lambda cs: random.Random(8).sample(cs, len(cs)),  # fixed: reproducible
+}

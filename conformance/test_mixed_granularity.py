@@ -11,9 +11,6 @@ adapter, in three fixed orders, and judges each result.
 
 from __future__ import annotations
 
-import random
-from itertools import product
-
 import pytest
 
 from golden.cases import Case
@@ -21,35 +18,11 @@ from golden.store import StoreError
 from kernel.base import Unsupported
 
 from .checks import judge, rerun_command
-from .matrix import grid
+from .matrix import GRANULARITY_ORDERS as ORDERS
+from .matrix import GRANULARITY_SHAPE, granularity_cases
 from .plugin import case_data
 
-M, N, K = 17, 64, 128
-# op level: the activation and weight scale granularities, each with its scheme
-OP_SA = {"[]": "tensor", "[M,1]": "token"}
-OP_SB = {"[]": "tensor", "[N]": "channel", "[1,N]": "channel", "[N,1]": "channel"}
-# layer level: the layout vLLM's loaders hand each weight scheme (block FP8 keeps [N,K])
-LAYER_LAYOUT = {"block": "nk"}
-
-
-def granularity_cases(grid_name: str = "vllm") -> list[Case]:
-    """One op and one layer shape; the cases differ only in scale granularity (and the
-    scheme fields that go with it). Layer granularities are those of the selected grid's
-    layer cases (``--grid``), so a run over one vLLM path mixes only that path's."""
-    op = [Case(M=M, N=N, K=K, a=a, sa=sa, w=w, sb=sb)
-          for (sa, a), (sb, w) in product(OP_SA.items(), OP_SB.items())]
-    schemes = dict.fromkeys((c.w, c.a, c.sa, c.sb) for c in grid(grid_name)
-                            if c.level == "layer")
-    layer = [Case(M=M, N=N, K=K, level="layer", w=w, a=a, sa=sa, sb=sb, out="bf16", x="bf16",
-                  layout=LAYER_LAYOUT.get(w, "kn-t")) for w, a, sa, sb in schemes]
-    return op + layer
-
-
-ORDERS = {
-    "forward": lambda cs: list(cs),
-    "reverse": lambda cs: cs[::-1],
-    "shuffled": lambda cs: random.Random(8).sample(cs, len(cs)),  # fixed: reproducible
-}
+M, N, K = GRANULARITY_SHAPE
 
 
 def _outcome(adapter, device, seed, store, c: Case):

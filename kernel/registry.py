@@ -34,8 +34,9 @@ def _load_builtin() -> None:
     )
 
 
-# Backend families take an argument after a colon: ``vllm:<KernelClass>``.
-FAMILIES = {"vllm": ("kernel.vllm_linear", "VllmLinearAdapter", "<KernelClass>")}
+# Backend families take an argument after a colon: ``vllm:<KernelClass>``, ``mutant:<name>``.
+FAMILIES = {"vllm": ("kernel.vllm_linear", "VllmLinearAdapter", "<KernelClass>"),
+            "mutant": ("kernel.mutants", "get_mutant", "<name>")}
 
 
 def backend_names() -> list[str]:

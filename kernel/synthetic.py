@@ -33,7 +33,7 @@ from golden.formats import FP8_FORMATS, get_format
 from .base import Adapter, Capability, KernelRun
 from .registry import register
 
-__all__ = ["round_directed", "round_bits", "ARITHMETIC", "SyntheticAdapter"]
+__all__ = ["round_directed", "round_bits", "epilogue", "ARITHMETIC", "SyntheticAdapter"]
 
 # What each synthetic kernel does, in the probes' vocabulary (tests compare the fingerprint).
 ARITHMETIC = {
@@ -110,11 +110,19 @@ class SyntheticAdapter(Adapter):
         a, b = decode(data.a, c.fmt_a), decode(data.b_kn, c.fmt_b)
         with np.errstate(over="ignore", invalid="ignore"):
             acc = self.accumulate(a, b)
-            y = acc * _scale(data.scale_a, c.M, 0) * _scale(data.scale_b, c.N, 1)
-            if data.bias is not None:
-                y = y + decode(data.bias_bits, c.bias).reshape(1, -1)
-        out = round_directed(y, c.out, self.output_mode)
+        out = epilogue(data, acc, self.output_mode)
         return KernelRun(out, time.perf_counter() - t0)
+
+
+def epilogue(data: CaseData, acc: np.ndarray, mode: str = "nearest-even") -> np.ndarray:
+    """``sa * sb * acc + bias`` in float64 (scales and bias as the case holds them), rounded
+    once to the case's output type in rounding ``mode``."""
+    c = data.case
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = acc * _scale(data.scale_a, c.M, 0) * _scale(data.scale_b, c.N, 1)
+        if data.bias is not None:
+            y = y + decode(data.bias_bits, c.bias).reshape(1, -1)
+    return round_directed(y, c.out, mode)
 
 
 @register("synthetic-trunc")
