@@ -32,7 +32,7 @@ from golden.cases import CaseData
 from golden.codecs import decode
 from golden.formats import get_format
 
-__all__ = ["Verdict", "judge", "rerun_command"]
+__all__ = ["Verdict", "judge", "rerun_command", "unrounded"]
 
 
 @dataclass
@@ -103,7 +103,7 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
         # Y* overflowed: compare with the unrounded value, not the threshold, so that a
         # finite output is allowed only as close to the threshold as the bound permits.
         exp_x = exp_x.copy()
-        exp_x[inf_e] = _unrounded(data, np.nonzero(inf_e))
+        exp_x[inf_e] = unrounded(data, np.nonzero(inf_e))
     bias = None if data.bias is None else data.bias.reshape(1, -1)
     bound = element_bound(exp, data.absdot, data.scale_mag, bias, c.K, c.out, profile,
                           operand_eps=_operand_eps(c))
@@ -186,19 +186,24 @@ def _operand_eps(case) -> float:
     return 2.0 ** -(get_format(case.x).man_bits + 1)
 
 
-def _unrounded(data: CaseData, idx) -> np.ndarray:
-    """float64 value of ``sa sb sum_k A B + bias`` at the elements ``idx`` (for overflowed Y*)."""
+def unrounded(data: CaseData, idx=None) -> np.ndarray:
+    """float64 value of ``sa sb sum_k A B + bias`` (W8A8 cases) at the elements ``idx`` (a
+    pair of index arrays), or at every element as an [M, N] array: exact products, a float64
+    sum (exact for e4m3 x e4m3, within 2**-53 relative otherwise)."""
     c = data.case
-    rows, cols = idx
-    a = decode(data.a[rows], c.fmt_a)
-    b = decode(data.b_kn[:, cols], c.fmt_b).T
     sa = data.scale_a.reshape(-1).astype(np.float64)
     sb = data.scale_b.reshape(-1).astype(np.float64)
-    v = np.sum(a * b, axis=1) * (sa[rows] if sa.size > 1 else sa[0]) * (
-        sb[cols] if sb.size > 1 else sb[0])
-    if data.bias is not None:
-        v = v + data.bias[cols]
-    return v
+    with np.errstate(over="ignore", invalid="ignore"):
+        if idx is None:
+            v = ((decode(data.a, c.fmt_a) @ decode(data.b_kn, c.fmt_b)) * sa.reshape(-1, 1)
+                 * sb.reshape(1, -1))
+            return v if data.bias is None else v + data.bias.reshape(1, -1)
+        rows, cols = idx
+        a = decode(data.a[rows], c.fmt_a)
+        b = decode(data.b_kn[:, cols], c.fmt_b).T
+        v = np.sum(a * b, axis=1) * (sa[rows] if sa.size > 1 else sa[0]) * (
+            sb[cols] if sb.size > 1 else sb[0])
+    return v if data.bias is None else v + data.bias[cols]
 
 
 def _sqnr(data: CaseData, got: np.ndarray) -> float | None:
