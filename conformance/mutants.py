@@ -268,6 +268,30 @@ def report_lines(res: dict) -> list[str]:
     return lines
 
 
+def markdown(res: dict) -> str:
+    """The README's tables: each mutant's bug and first kill, and each rule's kill rate."""
+    results, mutants, controls = res["results"], res["mutants"], res["controls"]
+
+    def code(text: str) -> str:
+        return "`" + text.replace("|", "\\|") + "`"
+
+    out = ["| mutant | bug | killed by | first killing case |", "|---|---|---|---|"]
+    for m in mutants:
+        f = results[m]["first"].get(SUITE)
+        where = "" if not f or f["where"] == "grid" else f" ({f['where']})"
+        out.append(f"| `{m}` | {MUTANTS[m].bug} | {f['check'] if f else '**survived**'} | "
+                   + (code(f["case"]) + where if f else "-") + " |")
+    out += ["", "| rule | tolerance | reference | kill rate | false kills: "
+            + ", ".join(controls) + " |", "|---|---|---|---|---|"]
+    rules = [(SUITE, "profile bound + distribution checks", "exact Y*")]
+    rules += [(r.name, r.tolerance, r.reference) for r in ANCHOR_RULES]
+    for name, tol, ref in rules:
+        kills = sum(name in results[m]["first"] for m in mutants)
+        false = ", ".join(f"{results[c]['failed'][name]}/{results[c]['run']}" for c in controls)
+        out.append(f"| {name} | {tol} | {ref} | {kills}/{len(mutants)} | {false} |")
+    return "\n".join(out) + "\n"
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m conformance.mutants", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -282,6 +306,7 @@ def main(argv=None) -> int:
     p.add_argument("--require", type=float, default=1.0, metavar="RATE",
                    help="exit 1 when the suite's kill rate is below RATE (default 1.0)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    p.add_argument("--markdown", metavar="PATH", help="also write the README's tables")
     args = p.parse_args(argv)
     if args.grid not in grid_names():
         p.error(f"--grid={args.grid!r} is unknown; valid grids: {', '.join(grid_names())}")
@@ -301,6 +326,9 @@ def main(argv=None) -> int:
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(res, fh, indent=1)
+    if args.markdown:
+        with open(args.markdown, "w") as fh:
+            fh.write(markdown(res))
     false = [c for c in res["controls"] if res["results"][c]["failed"][SUITE]]
     for c in false:
         print(f"FALSE KILL: the suite failed the correct kernel {c!r} on "
