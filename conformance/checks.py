@@ -5,8 +5,9 @@ A case passes when (1) the output has shape [M, N], (2) NaN appears exactly wher
 profile) with infinities compared as the overflow threshold, (4) TOSA's variance and
 signed-bias statistics hold over all outputs, and (5) no more elements differ from Y* than the
 profile's accumulation error can explain (the mismatch-rate check,
-``golden.bounds.mismatch_limit``): that catches errors below one output ulp that are the same
-on every element (a truncating output rounding, a one-ulp bias), which pass (3) and (4).
+``golden.bounds.mismatch_limit``). Errors below one output ulp that every element shares (a
+truncating output rounding, a one-ulp bias) pass (3); (4) sees them where the bound is about
+one ulp, (5) also where it is wider.
 """
 
 from __future__ import annotations

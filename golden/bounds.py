@@ -13,12 +13,14 @@ NaN must match NaN exactly.
 Over all T outputs of a case, with ``z = (Y - Y*) / bound`` (TOSA's dot-product statistics):
 ``sum(z**2) <= 0.4 T`` (variance) and ``|sum(z)| <= 2 sqrt(T)`` (signed bias).
 
-Both are blind to bugs below an output ulp (a truncating output rounding, a one-ulp bias; DESIGN
-§4). The mismatch-rate check is not: a kernel whose pre-rounding value is within ``acc`` of the
-exact one rounds to a value other than Y* only where a rounding boundary lies between the two,
-so element i differs from Y* with probability at most ``p_i = min(1, 2 acc_i / ulp_i)``
-(:func:`mismatch_probability`), and the count of such elements stays below
-:func:`mismatch_limit` of ``sum p_i`` except with probability ``MISMATCH_ALPHA``.
+The variance test sees a systematic error below one output ulp (a truncating output rounding,
+a one-ulp bias; DESIGN §4) only where the bound is about one ulp, so that z is near 1. The
+mismatch-rate check also sees it where the bound is wider: a kernel whose pre-rounding value
+is within ``acc`` of the exact one rounds to a value other than Y* only where a rounding
+boundary lies between the two, so element i differs from Y* with probability at most
+``p_i = min(1, 2 acc_i / ulp_i)`` (:func:`mismatch_probability`), and the count of such
+elements stays below :func:`mismatch_limit` of ``sum p_i`` except with probability
+``MISMATCH_ALPHA``.
 """
 
 from __future__ import annotations
