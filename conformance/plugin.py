@@ -3,6 +3,7 @@ and the skip-reason summary. Registered by the root ``conftest.py``."""
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 
 import pytest
@@ -14,7 +15,8 @@ from kernel.registry import default_backend_and_device, enable_xpu_emulation, ge
 from .matrix import grid, grid_names
 from .tracking import EMULATED_PREFIX
 
-__all__ = ["addoption", "configure", "report_header", "generate_tests", "case_data", "SkipTally"]
+__all__ = ["addoption", "configure", "report_header", "generate_tests", "case_data", "SkipTally",
+           "share_cores"]
 
 
 def addoption(parser) -> None:
@@ -47,8 +49,29 @@ def addoption(parser) -> None:
                 help="seconds between worst-so-far progress lines (default 30; 0: none)")
 
 
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def share_cores(config) -> int | None:
+    """On the xdist controller, before the workers start, give each worker its share of the
+    cores: the thread-count variables that torch (OpenMP/oneDNN) and NumPy's BLAS read when a
+    worker imports them. A value the user set is kept. Returns the share, or None without -n.
+
+    Otherwise each of the one-per-core workers starts one thread per core in both libraries.
+    Measured on this 2-core CPU, the default grid on torch took 51.7 s with ``-n 0``, 88.7 s
+    with ``-n auto``, and 28.4 s with ``-n auto`` and one thread per worker."""
+    workers = getattr(config.option, "numprocesses", None)
+    if not isinstance(workers, int) or workers <= 0 or os.environ.get("PYTEST_XDIST_WORKER"):
+        return None
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    for var in THREAD_VARS:
+        os.environ.setdefault(var, str(threads))
+    return threads
+
+
 def configure(config) -> None:
     """Validate options early (a usage error lists the valid values) and fix the defaults."""
+    share_cores(config)
     opt = config.option
     if opt.grid not in grid_names():
         raise pytest.UsageError(f"--grid={opt.grid!r} is unknown; valid grids: {', '.join(grid_names())}")

@@ -219,3 +219,36 @@ def test_no_skip_section_without_skips():
     p = run_pytest("--backend=reference", f"--case={ONE_ID}", "conformance")
     assert p.returncode == 0, p.stdout[-3000:]
     assert "skips by reason" not in p.stdout
+
+
+# --- xdist workers share the cores --------------------------------------------------------
+
+
+@pytest.mark.parametrize("workers, cpus, expect", [(2, 2, "1"), (2, 8, "4"), (3, 2, "1")])
+def test_xdist_workers_get_their_share_of_the_cores(monkeypatch, workers, cpus, expect):
+    from types import SimpleNamespace
+
+    from conformance.plugin import THREAD_VARS, share_cores
+
+    for var in THREAD_VARS + ("PYTEST_XDIST_WORKER",):
+        monkeypatch.setenv(var, "")  # recorded, so that teardown undoes what share_cores sets
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("MKL_NUM_THREADS", "7")  # the user's own choice is kept
+    monkeypatch.setattr(os, "cpu_count", lambda: cpus)
+    assert share_cores(SimpleNamespace(option=SimpleNamespace(numprocesses=workers))) == int(expect)
+    assert os.environ["OMP_NUM_THREADS"] == expect == os.environ["OPENBLAS_NUM_THREADS"]
+    assert os.environ["MKL_NUM_THREADS"] == "7"
+
+
+def test_no_thread_limit_without_xdist_or_inside_a_worker(monkeypatch):
+    from types import SimpleNamespace
+
+    from conformance.plugin import share_cores
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "")
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert share_cores(SimpleNamespace(option=SimpleNamespace(numprocesses=0))) is None
+    assert share_cores(SimpleNamespace(option=SimpleNamespace())) is None
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    assert share_cores(SimpleNamespace(option=SimpleNamespace(numprocesses=2))) is None
+    assert "OMP_NUM_THREADS" not in os.environ
