@@ -40,6 +40,7 @@ from kernel.registry import get_backend
 from .anchors import ANCHOR_RULES, anchor_failures, anchor_references
 from .checks import judge, rerun_command
 from .matrix import GRANULARITY_ORDERS, granularity_cases, grid, grid_names
+from .plugin import case_data, thread_share
 
 __all__ = ["run_mutants", "main", "RULES", "CONTROLS"]
 
@@ -110,12 +111,6 @@ class _Refs:
         return self.refs
 
 
-def _case_data(case: Case, seed: int, store):
-    from .plugin import case_data
-
-    return case_data(case, seed, store)
-
-
 def _takes(kernel: _Kernel, case: Case) -> bool:
     """W8A8 cases the kernel supports (the mutants and the anchor rules are W8A8 only)."""
     return case.a not in GROUPED_SCHEMES and kernel.adapter.why_not(case, "cpu") is None
@@ -133,7 +128,7 @@ def _worker(job: dict) -> dict:
         todo = [k for k in kernels if not k.done() and _takes(k, case)]
         if not todo:
             continue
-        data = _case_data(case, job["seed"], store)
+        data = case_data(case, job["seed"], store)
         refs = _Refs(data)
         for k in todo:
             k.judge(data, refs, pos, "grid")
@@ -144,7 +139,7 @@ def _worker(job: dict) -> dict:
                 seq = arrange([c for c in granularity_cases(job["grid"]) if _takes(k, c)])
                 for i, case in enumerate(seq):
                     if not k.done():
-                        data = _case_data(case, job["seed"], store)
+                        data = case_data(case, job["seed"], store)
                         k.judge(data, _Refs(data), pos + i, f"mixed-granularity {order} #{i}")
             pos += len(granularity_cases(job["grid"]))
     return {k.name: k.result() for k in kernels}
@@ -186,6 +181,7 @@ def run_mutants(grid_name: str = "default", seed: int = 0, workers: int = 1,
     if workers == 1:
         parts = [_worker(jobs[0])]
     else:
+        thread_share(workers)  # as under pytest -n: a worker's share of the cores
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
             parts = list(pool.map(_worker, jobs))
     return {"grid": grid_name, "seed": seed, "workers": workers, "golden": golden,

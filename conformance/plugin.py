@@ -16,7 +16,7 @@ from .matrix import grid, grid_names
 from .tracking import EMULATED_PREFIX
 
 __all__ = ["addoption", "configure", "report_header", "generate_tests", "case_data", "SkipTally",
-           "share_cores"]
+           "share_cores", "thread_share"]
 
 
 def addoption(parser) -> None:
@@ -63,6 +63,12 @@ def share_cores(config) -> int | None:
     workers = getattr(config.option, "numprocesses", None)
     if not isinstance(workers, int) or workers <= 0 or os.environ.get("PYTEST_XDIST_WORKER"):
         return None
+    return thread_share(workers)
+
+
+def thread_share(workers: int) -> int:
+    """Set the thread-count variables to this process's children's share of the cores (kept
+    where already set); for any command that starts ``workers`` worker processes."""
     threads = max(1, (os.cpu_count() or 1) // workers)
     for var in THREAD_VARS:
         os.environ.setdefault(var, str(threads))
