@@ -27,7 +27,7 @@ from golden.cases import CaseData
 from .base import Capability, KernelRun
 from .reference import ReferenceAdapter
 from .registry import register
-from .synthetic import SyntheticAdapter, round_bits
+from .synthetic import SyntheticAdapter, blocked_sum, round_bits
 
 __all__ = ["DegradedAdapter", "AbortAdapter", "ABORT_CASE"]
 
@@ -48,10 +48,7 @@ class DegradedAdapter(SyntheticAdapter):
         return replace(_cpu_capability(), profile="fp16")
 
     def accumulate(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        acc = np.zeros((a.shape[0], b.shape[1]))
-        for k in range(a.shape[1]):
-            acc = round_bits(acc + a[:, k:k + 1] * b[k:k + 1, :], 11)
-        return acc
+        return blocked_sum(a, b, lambda x: round_bits(x, 11))
 
 
 @register("broken-abort")

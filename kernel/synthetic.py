@@ -33,7 +33,8 @@ from golden.formats import FP8_FORMATS, get_format
 from .base import Adapter, Capability, KernelRun
 from .registry import register
 
-__all__ = ["round_directed", "round_bits", "epilogue", "ARITHMETIC", "SyntheticAdapter"]
+__all__ = ["round_directed", "round_bits", "epilogue", "blocked_sum", "scale_column", "scale_row",
+           "bias_values", "ARITHMETIC", "SyntheticAdapter"]
 
 # What each synthetic kernel does, in the probes' vocabulary (tests compare the fingerprint).
 ARITHMETIC = {
@@ -80,10 +81,47 @@ def round_bits(x: np.ndarray, bits: int, fn=np.rint) -> np.ndarray:
         return np.where(np.isfinite(x), np.ldexp(fn(m * 2.0**bits), e - bits), x)
 
 
-def _scale(s: np.ndarray, n: int, axis: int) -> np.ndarray:
-    """float32 scale values (1 or n of them) as a float64 array broadcastable along ``axis``."""
+def scale_column(data: CaseData) -> np.ndarray:
+    """``scale_a`` (float32 values) as float64 [M, 1], or [1, 1] for one value."""
+    return _broadcastable(data.scale_a, data.case.M, (-1, 1))
+
+
+def scale_row(data: CaseData) -> np.ndarray:
+    """``scale_b`` (float32 values) as float64 [1, N], or [1, 1] for one value."""
+    return _broadcastable(data.scale_b, data.case.N, (1, -1))
+
+
+def _broadcastable(s: np.ndarray, n: int, shape: tuple) -> np.ndarray:
     v = np.asarray(s, np.float32).astype(np.float64).reshape(-1)
-    return v.reshape((-1, 1) if axis == 0 else (1, -1)) if v.size == n else v.reshape(1, 1)
+    return v.reshape(shape) if v.size == n else v.reshape(1, 1)
+
+
+def bias_values(data: CaseData) -> np.ndarray | None:
+    """The bias as a kernel reads it (float64 values of the bias dtype), [1, N]; or None."""
+    if data.bias is None:
+        return None
+    return decode(data.bias_bits, data.case.bias).reshape(1, -1)
+
+
+def blocked_sum(a: np.ndarray, b: np.ndarray, inner, block: int | None = None) -> np.ndarray:
+    """The [M, N] sum of the K products ``a[:, k] b[k]`` (float64 values, exact) added one by
+    one, the partial sum rounded by ``inner`` after every add. With ``block``, the partial sum
+    restarts every ``block`` products and each block's sum is added to an fp32 accumulator
+    (round-to-nearest-even); without, the one partial sum is the result."""
+    k = a.shape[1]
+
+    def partial(k0: int, k1: int) -> np.ndarray:
+        part = np.zeros((a.shape[0], b.shape[1]))
+        for i in range(k0, k1):
+            part = inner(part + np.outer(a[:, i], b[i]))
+        return part
+
+    if block is None:
+        return partial(0, k)
+    total = np.zeros((a.shape[0], b.shape[1]))
+    for k0 in range(0, k, block):
+        total = round_to_format(total + partial(k0, min(k0 + block, k)), "fp32")
+    return total
 
 
 class SyntheticAdapter(Adapter):
@@ -117,12 +155,12 @@ class SyntheticAdapter(Adapter):
 def epilogue(data: CaseData, acc: np.ndarray, mode: str = "nearest-even") -> np.ndarray:
     """``sa * sb * acc + bias`` in float64 (scales and bias as the case holds them), rounded
     once to the case's output type in rounding ``mode``."""
-    c = data.case
+    bias = bias_values(data)
     with np.errstate(over="ignore", invalid="ignore"):
-        y = acc * _scale(data.scale_a, c.M, 0) * _scale(data.scale_b, c.N, 1)
-        if data.bias is not None:
-            y = y + decode(data.bias_bits, c.bias).reshape(1, -1)
-    return round_directed(y, c.out, mode)
+        y = acc * scale_column(data) * scale_row(data)
+        if bias is not None:
+            y = y + bias
+    return round_directed(y, data.case.out, mode)
 
 
 @register("synthetic-trunc")
@@ -141,13 +179,8 @@ class Block32Acc13(SyntheticAdapter):
     block, frac_bits = 32, 13
 
     def accumulate(self, a, b):
-        total = np.zeros((a.shape[0], b.shape[1]))
-        for k0 in range(0, a.shape[1], self.block):
-            part = np.zeros_like(total)
-            for k in range(k0, min(k0 + self.block, a.shape[1])):
-                part = round_bits(part + np.outer(a[:, k], b[k]), self.frac_bits + 1, np.trunc)
-            total = round_to_format(total + part, "fp32")
-        return total
+        return blocked_sum(a, b, lambda x: round_bits(x, self.frac_bits + 1, np.trunc),
+                           self.block)
 
 
 @register("synthetic-fp16acc")
@@ -156,7 +189,4 @@ class Fp16Accumulation(SyntheticAdapter):
     profile_name = "fp16"
 
     def accumulate(self, a, b):
-        acc = np.zeros((a.shape[0], b.shape[1]))
-        for k in range(a.shape[1]):
-            acc = round_to_format(acc + np.outer(a[:, k], b[k]), "fp16")
-        return acc
+        return blocked_sum(a, b, lambda x: round_to_format(x, "fp16"))

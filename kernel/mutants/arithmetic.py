@@ -16,8 +16,8 @@ from golden.cases import CaseData
 from golden.codecs import decode, round_to_format, spacing
 from golden.formats import get_format
 
-from ..synthetic import epilogue
-from .base import Mutant, bias_values
+from ..synthetic import bias_values, blocked_sum, epilogue
+from .base import Mutant
 from .catalogue import mutant
 
 FP16_BLOCK = 32  # products per fp16 partial sum (DESIGN §4's measured sub-ulp bug)
@@ -36,14 +36,10 @@ class Fp16Accumulation(Mutant):
     def compute(self, data: CaseData) -> np.ndarray:
         c = data.case
         a, b = decode(data.a, c.fmt_a), decode(data.b_kn, c.fmt_b)
-        total = np.zeros((c.M, c.N))
         with np.errstate(over="ignore", invalid="ignore"):
-            for k0 in range(0, c.K, FP16_BLOCK):
-                part = np.zeros((c.M, c.N), np.float16)
-                for k in range(k0, min(k0 + FP16_BLOCK, c.K)):
-                    # float64 holds fp16 + one FP8 product exactly: one fp16 rounding per add
-                    part = (part + a[:, k:k + 1] * b[k:k + 1]).astype(np.float16)
-                total = round_to_format(total + part, "fp32")
+            # float64 holds fp16 + one FP8 product exactly: one fp16 rounding per add
+            total = blocked_sum(a, b, lambda x: x.astype(np.float16).astype(np.float64),
+                                FP16_BLOCK)
         return epilogue(data, total)
 
 

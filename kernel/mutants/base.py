@@ -18,12 +18,11 @@ from dataclasses import replace
 import numpy as np
 
 from golden.cases import CaseData
-from golden.codecs import decode
 
 from ..base import Capability, KernelRun
 from ..reference import ReferenceAdapter
 
-__all__ = ["Mutant", "bias_values", "scale_column", "scale_row"]
+__all__ = ["Mutant"]
 
 
 class Mutant(ReferenceAdapter):
@@ -59,22 +58,4 @@ class Mutant(ReferenceAdapter):
     def parent(self, data: CaseData) -> np.ndarray:
         """The correct kernel's output on ``data``: the reference's Y*."""
         return ReferenceAdapter.run(self, data, "cpu").values
-
-
-def bias_values(data: CaseData) -> np.ndarray | None:
-    """The bias as the kernel reads it (float64 values of the bias dtype), [1, N]; or None."""
-    if data.bias is None:
-        return None
-    return decode(data.bias_bits, data.case.bias).reshape(1, -1)
-
-
-def scale_column(data: CaseData) -> np.ndarray:
-    """``scale_a`` as float64 [M, 1] or [1, 1]."""
-    v = np.asarray(data.scale_a, np.float32).astype(np.float64).reshape(-1, 1)
-    return v if v.size > 1 else v.reshape(1, 1)
-
-
-def scale_row(data: CaseData) -> np.ndarray:
-    """``scale_b`` as float64 [1, N] or [1, 1]."""
-    return np.asarray(data.scale_b, np.float32).astype(np.float64).reshape(1, -1)
 

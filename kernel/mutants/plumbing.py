@@ -10,7 +10,8 @@ import numpy as np
 from golden.cases import CaseData
 from golden.codecs import round_to_format
 
-from .base import Mutant, bias_values
+from ..synthetic import bias_values
+from .base import Mutant
 from .catalogue import mutant
 
 ROW_TILE = 16

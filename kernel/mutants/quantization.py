@@ -11,7 +11,8 @@ from golden.cases import CaseData
 from golden.codecs import decode, encode
 from golden.matmul import grouped_mm_exact
 
-from .base import Mutant, bias_values, scale_row
+from ..synthetic import bias_values, scale_row
+from .base import Mutant
 from .catalogue import mutant
 
 

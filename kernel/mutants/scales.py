@@ -10,7 +10,8 @@ from golden.cases import CaseData
 from golden.codecs import decode
 from golden.matmul import grouped_mm_exact
 
-from .base import Mutant, bias_values, scale_column
+from ..synthetic import bias_values, scale_column
+from .base import Mutant
 from .catalogue import mutant
 
 
