@@ -52,8 +52,7 @@ def _allclose(rtol: float, atol: float):
 
 
 def _assert_close_defaults(data: CaseData, ref: np.ndarray) -> np.ndarray:
-    rtol, atol = _ASSERT_CLOSE[data.case.out]
-    return atol + rtol * np.abs(ref)
+    return _allclose(*_ASSERT_CLOSE[data.case.out])(data, ref)
 
 
 def _tosa(data: CaseData, ref: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 from golden.bounds import (
     AccumProfile,
     accumulation_allowance,
-    element_bound,
+    allowance_bound,
     extended,
     mismatch_limit,
     mismatch_probability,
@@ -106,8 +106,12 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
         exp_x = exp_x.copy()
         exp_x[inf_e] = unrounded(data, np.nonzero(inf_e))
     bias = None if data.bias is None else data.bias.reshape(1, -1)
-    bound = element_bound(exp, data.absdot, data.scale_mag, bias, c.K, c.out, profile,
-                          operand_eps=_operand_eps(c))
+    if profile.exact:
+        acc, bound = None, np.zeros(exp.shape)
+    else:  # the allowance before the output rounding, kept for the mismatch-rate check
+        acc = accumulation_allowance(data.absdot, data.scale_mag, bias, c.K, profile,
+                                     _operand_eps(c))
+        bound = allowance_bound(exp, acc, c.out)
     err = np.where(both & ~(inf_e & (got == exp)), np.abs(got_x - exp_x), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         use = np.where(err == 0, 0.0, err / bound)
@@ -129,8 +133,7 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
     frac_exact_min = None
     if not profile.exact:
         finite = both & np.isfinite(exp)
-        acc = np.broadcast_to(accumulation_allowance(data.absdot, data.scale_mag, bias, c.K,
-                                                     profile, _operand_eps(c)), exp.shape)
+        acc = np.broadcast_to(acc, exp.shape)
         mu = float(mismatch_probability(exp[finite], acc[finite], c.out).sum())
         limit = mismatch_limit(mu)
         count, differ = int(finite.sum()), int((finite & ~equal).sum())

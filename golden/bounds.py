@@ -43,6 +43,7 @@ __all__ = [
     "statistics",
     "tosa_fp8_bound",
     "accumulation_allowance",
+    "allowance_bound",
     "mismatch_probability",
     "mismatch_limit",
     "MISMATCH_ALPHA",
@@ -149,8 +150,16 @@ def element_bound(expected, absdot, scale, bias, k: int, out_fmt, profile: Accum
     out = get_format(out_fmt)
     if profile.exact:
         return np.zeros(np.shape(expected))
+    return allowance_bound(expected,
+                           accumulation_allowance(absdot, scale, bias, k, profile, operand_eps),
+                           out)
+
+
+def allowance_bound(expected, acc, out_fmt) -> np.ndarray:
+    """:func:`element_bound` from the pre-rounding allowance ``acc``
+    (:func:`accumulation_allowance`), for a caller that needs ``acc`` as well."""
+    out = get_format(out_fmt)
     ye = np.abs(extended(expected, out))
-    acc = accumulation_allowance(absdot, scale, bias, k, profile, operand_eps)
     u0 = ulp(ye, out)
     # Y* is within u0/2 of the exact value, the kernel's pre-rounding value within acc of it,
     # and the kernel's own rounding adds half an ulp at that (possibly larger) magnitude.
