@@ -134,14 +134,21 @@ def _worker(job: dict) -> dict:
             k.judge(data, refs, pos, "grid")
     if w == 0 and job["sequences"]:
         pos = len(cases)
+        mixed = granularity_cases(job["grid"])
+        built: dict[Case, tuple] = {}  # each sequence case's data and references, built once
+
+        def inputs(case: Case) -> tuple:
+            if case not in built:
+                data = case_data(case, job["seed"], store)
+                built[case] = (data, _Refs(data))
+            return built[case]
+
         for order, arrange in GRANULARITY_ORDERS.items():
             for k in kernels:
-                seq = arrange([c for c in granularity_cases(job["grid"]) if _takes(k, c)])
-                for i, case in enumerate(seq):
+                for i, case in enumerate(arrange([c for c in mixed if _takes(k, c)])):
                     if not k.done():
-                        data = case_data(case, job["seed"], store)
-                        k.judge(data, _Refs(data), pos + i, f"mixed-granularity {order} #{i}")
-            pos += len(granularity_cases(job["grid"]))
+                        k.judge(*inputs(case), pos + i, f"mixed-granularity {order} #{i}")
+            pos += len(mixed)
     return {k.name: k.result() for k in kernels}
 
 
