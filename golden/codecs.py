@@ -122,10 +122,19 @@ def decode(codes, fmt: FloatFormat | str) -> np.ndarray:
         raise TypeError(f"decode expects integer codes of {fmt.name}, got dtype {codes.dtype}")
     table = decode_table(fmt.name)
     flat = codes.reshape(-1)
+    wide = flat.dtype.itemsize * 8 > fmt.storage_bits
+    if wide and flat.size and (int(flat.min()) < 0 or int(flat.max()) >= table.size):
+        bad = int(flat.min()) if int(flat.min()) < 0 else int(flat.max())
+        raise ValueError(f"code {bad} is not a code of {fmt.name} (0 .. {table.size - 1}); "
+                         "pass the codes' raw bits")
+    if flat.dtype.kind == "i":  # same-width signed codes: their bits (int8 -1 is code 0xFF)
+        flat = flat.view(np.dtype(f"u{flat.dtype.itemsize}"))
     out = np.empty(flat.shape, np.float64)
-    step = 1 << 20  # chunks: no intp copy of a whole large code array
+    # Chunks of 2**20 keep the index buffer in cache; mode="clip" is unbuffered (np.take
+    # buffers ``out`` in its default "raise" mode: 5x slower), and every code is in range.
+    step = 1 << 20
     for i in range(0, flat.size, step):
-        np.take(table, flat[i : i + step].astype(np.intp), out=out[i : i + step])
+        np.take(table, flat[i : i + step], out=out[i : i + step], mode="clip")
     return out.reshape(codes.shape)
 
 

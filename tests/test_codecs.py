@@ -33,7 +33,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden.codecs import OVERFLOW_MODES, decode, encode, round_to_format
+from golden.codecs import OVERFLOW_MODES, code_dtype, decode, encode, round_to_format
 from golden.formats import FORMATS, FP8_FORMATS, OUT_FORMATS, get_format
 
 # NumPy-side dtype of each format: ml_dtypes', or numpy's own for fp16/fp32.
@@ -606,3 +606,19 @@ def test_out_format_nan_code(fmt):
     payloads = np.array([0x7FF0000000000001, 0xFFF8000000000123], np.uint64).view(np.float64)
     x = np.concatenate([[np.nan, -np.nan], payloads])
     assert encode(x, fmt).tolist() == [get_format(fmt).nan_code] * x.size
+
+
+@pytest.mark.parametrize("fmt", ["e4m3fn", "e5m2", "bf16", "fp16"])
+def test_decode_takes_codes_of_any_integer_dtype_and_refuses_out_of_range(fmt):
+    """Codes in a wider dtype decode as in their own; same-width signed codes are read as
+    bits; a value that is no code of the format fails with a message naming it."""
+    f = get_format(fmt)
+    n = 1 << f.storage_bits
+    codes = np.arange(n, dtype=code_dtype(fmt))
+    want = decode(codes, fmt)
+    assert_values_equal(f"{fmt} int64 codes", codes, decode(codes.astype(np.int64), fmt), want)
+    signed = codes.view(np.dtype(f"i{codes.itemsize}"))
+    assert_values_equal(f"{fmt} signed codes", codes, decode(signed, fmt), want)
+    for bad in (n, -1):
+        with pytest.raises(ValueError, match=f"code {bad} is not a code of {f.name}"):
+            decode(np.array([0, bad], np.int64), fmt)
