@@ -24,6 +24,7 @@ Levels:
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 
@@ -33,7 +34,7 @@ from . import quant
 from .codecs import decode, encode, round_to_format
 from .datasets import DATASETS, get_dataset, make_activations, make_weights
 from .formats import FP8_FORMATS, OUT_FORMATS, get_format
-from .matmul import abs_dot, grouped_mm_exact, scaled_mm_exact
+from .matmul import abs_dot, abs_dot_codes, grouped_mm_exact, scaled_mm_exact
 from .rng import Bits
 
 __all__ = ["Case", "CaseData", "CaseError", "build", "LEVELS", "LAYOUTS", "EDGES", "GROUPED_SCHEMES", "BLOCK"]
@@ -218,6 +219,7 @@ class CaseData:
     ``weight_scale``, ``input_scale`` (static) and ``unquantized`` (float64 x @ W^T + bias).
     Weight-only (``a=none``) cases have ``a`` None; they and block cases fold their scales
     into ``absdot`` (``scale_mag`` is 1), since those scales vary along K or are absent.
+    ``extra["reference_s"]``: seconds :func:`build` spent on Y* and ``absdot`` (W8A8 cases).
     """
 
     case: Case
@@ -280,11 +282,13 @@ def _draw_scales(bits: Bits, stream: str, n: int) -> np.ndarray:
     return np.ldexp(1.0 + f, e).astype(np.float32)
 
 
-def build(case: Case, seed: int = 0, with_bound: bool = True) -> CaseData:
+def build(case: Case, seed: int = 0, with_bound: bool = True, dot=None) -> CaseData:
     """Generate the case's inputs from (id, seed) and compute the reference output.
 
     ``with_bound=False`` skips ``sum |A||B|`` (a second GEMM), for callers that only need
-    Y*, such as the golden store's output hashes; ``absdot`` is then None.
+    Y*, such as the golden store's output hashes; ``absdot`` is then None. ``dot`` computes
+    the W8A8 GEMMs where they are exact in any order (``golden.matmul.numpy_dot`` by default;
+    the suite's ``--reference-device`` passes one that runs on an accelerator): same bits.
     """
     bits = Bits(case.id, seed)
     if case.a in GROUPED_SCHEMES:
@@ -302,18 +306,16 @@ def build(case: Case, seed: int = 0, with_bound: bool = True) -> CaseData:
         sa = np.full_like(sa, big)
     scale_a = _shape_scale(sa, case.sa, case.M, case.N)
     scale_b = _shape_scale(sb, case.sb, case.M, case.N)
-    expected = scaled_mm_exact(a, case.fmt_a, b_kn, case.fmt_b, sa, sb, bias, case.out)
-    absdot = None
-    if with_bound:
-        av, bv = decode(a, case.fmt_a), decode(b_kn, case.fmt_b)
-        av[~np.isfinite(av)] = 0.0
-        bv[~np.isfinite(bv)] = 0.0
-        absdot = abs_dot(av, bv)
+    t0 = time.perf_counter()
+    expected = scaled_mm_exact(a, case.fmt_a, b_kn, case.fmt_b, sa, sb, bias, case.out, dot)
+    absdot = abs_dot_codes(a, case.fmt_a, b_kn, case.fmt_b, dot) if with_bound else None
+    reference_s = time.perf_counter() - t0
     mag = np.abs(sa.astype(np.float64).reshape(-1, 1) * sb.astype(np.float64).reshape(1, -1))
     if unq is not None and bias is not None:
         unq = unq + bias
     return CaseData(case, seed, a, b_kn, scale_a, scale_b, bias, expected, absdot, mag,
-                    x=x, weight_scale=ws, input_scale=xs, unquantized=unq)
+                    x=x, weight_scale=ws, input_scale=xs, unquantized=unq,
+                    extra={"reference_s": reference_s})
 
 
 def _typical_output(a, fa, b, fb, sa, sb) -> float:

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from functools import cache
 
 import numpy as np
 
-from .codecs import decode, round_to_format, round_unbounded, spacing
+from .codecs import decode, decode_table, round_to_format, round_unbounded, spacing
 from .formats import FloatFormat, get_format
 
 __all__ = [
@@ -32,7 +33,10 @@ __all__ = [
     "round_sum_exact",
     "scaled_mm_exact",
     "abs_dot",
+    "abs_dot_codes",
     "band_plan",
+    "numpy_dot",
+    "single_band",
     "grouped_mm_exact",
 ]
 
@@ -56,8 +60,10 @@ def _bands(fmt: FloatFormat, width: int) -> list[tuple[float, float]]:
         hi = lo
 
 
+@cache
 def band_plan(fmt_a: str, fmt_b: str, k: int) -> tuple[list, list]:
-    """Bands of A and B with the fewest band-pair GEMMs that stay exact for ``k`` terms."""
+    """Bands of A and B with the fewest band-pair GEMMs that stay exact for ``k`` terms
+    (cached: the search costs about 0.6 ms; callers must not modify the lists)."""
     fa, fb = get_format(fmt_a), get_format(fmt_b)
     budget = 53 - max(1, math.ceil(math.log2(max(k, 2))))
     best = None
@@ -107,6 +113,91 @@ def abs_dot(a_vals: np.ndarray, b_vals: np.ndarray) -> np.ndarray:
     """``sum_k |A||B|`` rounded upward enough to be an upper bound (relative slack K * 2**-52)."""
     k = a_vals.shape[1]
     s = np.abs(a_vals) @ np.abs(b_vals)
+    return s * (1.0 + (k + 2) * 2.0**-52)
+
+
+# --- one-band GEMMs straight from the codes -------------------------------------------------
+#
+# When one band of each operand covers the whole of K (e4m3 x e4m3 up to K = 2**17), the
+# float64 GEMM of the decoded values is exact in any summation order, on any BLAS or device.
+# A *dot* computes it from the codes and per-code value tables, in blocks:
+#     dot(a_codes [M,K], b_codes [K,N], table_a, table_b) -> iterator of ((rows, cols), block)
+# ``block`` is ``table_a[A[rows]] @ table_b[B[:, cols]]`` in float64, writable, and valid until
+# the next block is asked for. :func:`numpy_dot` is the default; the suite's
+# ``--reference-device`` passes one that runs on an accelerator (conformance/device_reference.py).
+
+_BLOCK_ELEMENTS = 1 << 28  # decoded float64 elements of a blocked operand (2 GiB)
+
+
+def single_band(fmt_a: str, fmt_b: str, k: int) -> bool:
+    """True when one band of each operand keeps a K-term GEMM exact in any summation order."""
+    try:
+        bands_a, bands_b = band_plan(fmt_a, fmt_b, max(k, 1))
+    except ValueError:
+        return False
+    return len(bands_a) == len(bands_b) == 1
+
+
+def _lookup(table: np.ndarray, codes: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``table[codes]`` for codes known to be in range (unbuffered ``np.take``)."""
+    return np.take(table, codes, out=out, mode="clip")
+
+
+def numpy_dot(a_codes: np.ndarray, b_codes: np.ndarray, table_a: np.ndarray,
+              table_b: np.ndarray):
+    """Blocks of ``table_a[A] @ table_b[B]`` by NumPy's float64 GEMM (see the note above).
+
+    Operands up to ``_BLOCK_ELEMENTS`` each go in one GEMM. A larger one is decoded in blocks
+    of rows of A (or columns of B) into one reused buffer, the other once, to bound memory:
+    its float64 copy would be 8 times its codes. Blocks cost speed (each GEMM packs the whole
+    other operand again; measured on this 2-core CPU at 8192 x 8192 x 28672: 70.5 s with
+    64 MB blocks, 66.8 s with 512 MB blocks, 58.9 s in one GEMM), hence blocks of 2 GiB.
+    """
+    m, k = a_codes.shape
+    n = b_codes.shape[1]
+    if (m * k <= _BLOCK_ELEMENTS and k * n <= _BLOCK_ELEMENTS) or min(m, n, k) == 0:
+        yield (slice(0, m), slice(0, n)), _lookup(table_a, a_codes) @ _lookup(table_b, b_codes)
+        return
+    step = max(1, _BLOCK_ELEMENTS // k)
+    if m >= n:  # rows of A in blocks; B decoded once
+        bv = _lookup(table_b, b_codes)
+        step = min(step, m)
+        a_buf, o_buf = np.empty((step, k)), np.empty((step, n))
+        for r0 in range(0, m, step):
+            h = min(m, r0 + step) - r0
+            np.matmul(_lookup(table_a, a_codes[r0:r0 + h], a_buf[:h]), bv, out=o_buf[:h])
+            yield (slice(r0, r0 + h), slice(0, n)), o_buf[:h]
+        return
+    av = _lookup(table_a, a_codes)  # columns of B in blocks; A decoded once
+    step = min(step, n)
+    b_buf, o_buf = np.empty((k, step)), np.empty((m, step))
+    for c0 in range(0, n, step):
+        w = min(n, c0 + step) - c0
+        if w < step:  # the last, narrower block: buffers of its own (they must be contiguous)
+            b_buf, o_buf = np.empty((k, w)), np.empty((m, w))
+        np.matmul(av, _lookup(table_b, b_codes[:, c0:c0 + w], b_buf), out=o_buf)
+        yield (slice(0, m), slice(c0, c0 + w)), o_buf
+
+
+def _abs_table(fmt: str) -> np.ndarray:
+    """``|value|`` of every code of ``fmt``, NaN and inf codes mapped to 0."""
+    t = np.abs(decode_table(get_format(fmt).name))
+    return np.where(np.isfinite(t), t, 0.0)
+
+
+def abs_dot_codes(a_codes: np.ndarray, fmt_a: str, b_codes: np.ndarray, fmt_b: str,
+                  dot=None) -> np.ndarray:
+    """:func:`abs_dot` of the codes' values, NaN and inf counted as 0. With one band per
+    operand the GEMM is exact, so any ``dot`` (default :func:`numpy_dot`) gives the same bits;
+    otherwise it is NumPy's float64 GEMM (``dot`` unused)."""
+    m, k = np.shape(a_codes)
+    n = np.shape(b_codes)[1]
+    ta, tb = _abs_table(fmt_a), _abs_table(fmt_b)
+    if not single_band(fmt_a, fmt_b, k):
+        return abs_dot(_lookup(ta, a_codes), _lookup(tb, b_codes))
+    s = np.empty((m, n))
+    for (rows, cols), blk in (dot or numpy_dot)(a_codes, b_codes, ta, tb):
+        s[rows, cols] = blk
     return s * (1.0 + (k + 2) * 2.0**-52)
 
 
@@ -168,6 +259,7 @@ def scaled_mm_exact(
     scale_b,
     bias,
     out_fmt: str,
+    dot=None,
 ) -> np.ndarray:
     """Correctly rounded ``round_out(sa[m] * sb[n] * sum_k A[m,k] B[k,n] + bias[n])`` as float64.
 
@@ -175,20 +267,26 @@ def scaled_mm_exact(
     is the kernel's business, not the reference's). ``scale_a`` has 1 or M float32 values,
     ``scale_b`` 1 or N, ``bias`` is None or N float64 values (already exact values of the bias
     dtype). NaN and inf in the inputs follow IEEE arithmetic (inf * 0 = NaN).
+
+    ``dot`` (default :func:`numpy_dot`) computes the GEMM where one band per operand makes it
+    exact in any order and no input is NaN or inf; elsewhere the band-split NumPy path runs.
     """
     out = get_format(out_fmt)
-    a = decode(a_codes, fmt_a)
-    b = decode(b_codes, fmt_b)
-    m, n = a.shape[0], b.shape[1]
+    a_codes, b_codes = np.asarray(a_codes), np.asarray(b_codes)
+    (m, k), n = a_codes.shape, b_codes.shape[1]
     sa = _as_column(scale_a, m)
     sb = _as_column(scale_b, n).reshape(1, -1)
     c = np.zeros((1, 1)) if bias is None else np.asarray(bias, np.float64).reshape(1, -1)
 
     # Rows/columns touched by a non-finite input follow IEEE arithmetic; the rest is exact.
-    bad_row = _nonfinite_codes(a_codes, fmt_a).any(axis=1)[:, None] | ~np.isfinite(sa)
-    bad_col = _nonfinite_codes(b_codes, fmt_b).any(axis=0)[None, :] | ~np.isfinite(sb)
+    bad_row = _nonfinite_lines(a_codes, fmt_a, axis=1)[:, None] | ~np.isfinite(sa)
+    bad_col = _nonfinite_lines(b_codes, fmt_b, axis=0)[None, :] | ~np.isfinite(sb)
     bad_col = bad_col | ~np.isfinite(c)
     special = bad_row | bad_col
+    if m and n and not special.any() and single_band(fmt_a, fmt_b, k):
+        return _round_blocks(a_codes, fmt_a, b_codes, fmt_b, sa, sb, c, out, dot or numpy_dot)
+    a = decode(a_codes, fmt_a)
+    b = decode(b_codes, fmt_b)
     if special.any():
         with np.errstate(invalid="ignore", over="ignore"):
             ieee = (a @ b) * sa * sb + c
@@ -214,6 +312,35 @@ def _nonfinite_codes(codes: np.ndarray, fmt: str) -> np.ndarray:
     if f.special == "fn":
         return low == 0x7F
     return low >= ((1 << f.exp_bits) - 1) << f.man_bits  # ieee: all-ones exponent
+
+
+def _round_blocks(a_codes, fmt_a, b_codes, fmt_b, sa, sb, c, out: FloatFormat, dot):
+    """Correctly rounded ``sa sb (A @ B) + c`` from a dot's exact blocks, block by block."""
+    m, n = a_codes.shape[0], b_codes.shape[1]
+    ta, tb = decode_table(get_format(fmt_a).name), decode_table(get_format(fmt_b).name)
+    y = np.empty((m, n))
+    for (rows, cols), blk in dot(a_codes, b_codes, ta, tb):
+        y[rows, cols] = _round_terms([blk], sa[rows] if sa.shape[0] > 1 else sa,
+                                     sb[:, cols] if sb.shape[1] > 1 else sb,
+                                     c[:, cols] if c.shape[1] > 1 else c, out, blk.shape)
+    return y
+
+
+def _nonfinite_lines(codes: np.ndarray, fmt: str, axis: int) -> np.ndarray:
+    """Which rows (``axis=1``) or columns (``axis=0``) of a 2-D code array hold a NaN/inf code,
+    computed over blocks of rows: no temporary the size of the whole array (fresh pages of a
+    large temporary cost more than the test itself)."""
+    codes = np.asarray(codes)
+    rows = max(1, (1 << 22) // max(codes.shape[1], 1))
+    if axis == 1:
+        out = np.zeros(codes.shape[0], bool)
+        for r0 in range(0, codes.shape[0], rows):
+            out[r0:r0 + rows] = _nonfinite_codes(codes[r0:r0 + rows], fmt).any(axis=1)
+        return out
+    out = np.zeros(codes.shape[1], bool)
+    for r0 in range(0, codes.shape[0], rows):
+        out |= _nonfinite_codes(codes[r0:r0 + rows], fmt).any(axis=0)
+    return out
 
 
 def _as_column(scale, n: int) -> np.ndarray:
@@ -247,9 +374,8 @@ def _round_single(s: np.ndarray, sa, sb, c, out: FloatFormat, shape) -> np.ndarr
     subnormal, overflow, non-finite), go to the general path with the original ``s``.
     """
     m, n = shape
-    s = np.broadcast_to(s, shape)
-    if not s.flags.writeable:
-        s = s.copy()
+    if s.shape != shape or not s.flags.writeable:  # broadcast_to gives a read-only view
+        s = np.broadcast_to(s, shape).copy()
     shift = 52 - out.man_bits
     half = np.uint64(1 << (shift - 1))
     low_mask = np.uint64((1 << shift) - 1)
