@@ -20,10 +20,13 @@ def pytest_configure(config):
     plugin.configure(config)
     parse_shard(config.option.shard)
     config.pluginmanager.register(plugin.SkipTally(), "fp8-skip-tally")
+    inputs = plugin.InputTally(config)
+    config.pluginmanager.register(inputs, "fp8-input-tally")
     tracker = Tracker(config)
     config.pluginmanager.register(tracker, "fp8-tracker")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(tracker.xdist_hooks(), "fp8-tracker-xdist")
+        config.pluginmanager.register(inputs.xdist_hooks(), "fp8-input-tally-xdist")
 
 
 def pytest_report_header(config):
@@ -61,6 +64,12 @@ def device(pytestconfig):
 @pytest.fixture(scope="session")
 def seed(pytestconfig):
     return pytestconfig.option.seed
+
+
+@pytest.fixture(scope="session")
+def reference_dot(pytestconfig):
+    """The --reference-device GEMM for computed cases (None: golden's NumPy one)."""
+    return pytestconfig._fp8_dot
 
 
 @pytest.fixture(scope="session")

@@ -12,10 +12,12 @@ from golden.cases import Case, CaseError, build
 from golden.store import Store, StoreError, output_hash
 from kernel.registry import default_backend_and_device, enable_xpu_emulation, get_backend
 
+from .device_reference import make_dot
 from .matrix import grid, grid_names
 from .tracking import EMULATED_PREFIX
 
 __all__ = ["addoption", "configure", "report_header", "generate_tests", "case_data", "SkipTally",
+           "InputTally", "INPUTS",
            "share_cores", "thread_share"]
 
 
@@ -47,6 +49,10 @@ def addoption(parser) -> None:
                      "labelled emulated, never XPU")
     g.addoption("--progress-interval", default=30.0, type=float, metavar="S",
                 help="seconds between worst-so-far progress lines (default 30; 0: none)")
+    g.addoption("--reference-device", default="numpy", metavar="D",
+                help="where computed cases' exact GEMMs run: numpy (default), or cpu, cuda, "
+                     "xpu through torch in float64, where that is exact (e4m3 pairs; "
+                     "NumPy elsewhere); the bits are the same")
 
 
 THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -107,6 +113,10 @@ def configure(config) -> None:
             Case.from_id(opt.case)
         except CaseError as exc:
             raise pytest.UsageError(f"--case: {exc}") from None
+    try:
+        config._fp8_dot = make_dot(opt.reference_device)
+    except (ValueError, ImportError) as exc:
+        raise pytest.UsageError(f"--reference-device: {exc}") from None
     config._fp8_adapter = adapter
     config._fp8_store = None
     if opt.golden:
@@ -118,13 +128,21 @@ def configure(config) -> None:
         config._fp8_store = store
 
 
-def case_data(case: Case, seed: int, store: Store | None):
+INPUTS = {"read": Counter(), "computed": Counter()}  # this process's case inputs, by case id
+
+
+def case_data(case: Case, seed: int, store: Store | None, dot=None, tally: bool = False):
     """The case's inputs and reference: from the store where it holds the case (stored file,
-    or the hash of the reference output for hash-only cases), else computed."""
+    or the hash of the reference output for hash-only cases), else computed (``dot``: the
+    ``--reference-device`` GEMM). The conformance tests pass ``tally=True`` to count it in
+    :data:`INPUTS` (see :class:`InputTally`)."""
     entry = store.entry(case.id) if store is not None and seed == store.seed else None
-    if entry is not None and entry.get("kind") == "stored":
+    stored = entry is not None and entry.get("kind") == "stored"
+    if tally:
+        INPUTS["read" if stored else "computed"][(case.id, seed)] += 1
+    if stored:
         return store.load(case)
-    data = build(case, seed)
+    data = build(case, seed, dot=dot)
     if entry is not None and output_hash(data.expected, case.out) != entry.get("sha256"):
         raise StoreError(f"case {case.id}: the reference output's hash differs from "
                          f"{store.manifest_path} (the reference changed; if on purpose, bump "
@@ -141,6 +159,9 @@ def report_header(config) -> list[str]:
     emu = " EMULATED (XPU op contract on CPU, not XPU hardware)" if adapter.emulated else ""
     lines = [f"fp8 conformance: backend={opt.backend}{emu} device={opt.device} grid={opt.grid} "
              f"seed={opt.seed}" + (f" case={opt.case}" if opt.case else "") + f"; {golden}"]
+    dot = getattr(config, "_fp8_dot", None)
+    if dot is not None:
+        lines.append(f"  reference: {dot.describe()}")
     why = adapter.why_unavailable(opt.device)
     if why:
         lines.append(f"  NOTE: {why}; its cases will be skipped")
@@ -172,6 +193,49 @@ def ignore_coverage(collection_path, config) -> bool | None:
     if collection_path.name == "test_profile.py":
         return True if (opt.case or opt.grid == "smoke") else None
     return None
+
+
+class InputTally:
+    """How many cases' inputs were read from the store and computed, over all workers, and
+    any case computed more than once (the terminal summary's ``case inputs`` line)."""
+
+    def __init__(self, config):
+        self.config = config
+        self.counts = {k: Counter() for k in INPUTS}
+
+    def pytest_sessionfinish(self, session):
+        if hasattr(self.config, "workerinput"):  # a worker: hand the counts to the controller
+            self.config.workeroutput["fp8_inputs"] = {
+                k: [[cid, seed, n] for (cid, seed), n in v.items()] for k, v in INPUTS.items()}
+        else:
+            for k, v in INPUTS.items():
+                self.counts[k].update(v)
+
+    def xdist_hooks(self):
+        """The xdist hook, as a separate plugin (registered only when xdist is loaded)."""
+        tally = self
+
+        class XdistHooks:
+            def pytest_testnodedown(self, node, error):
+                """Add a finished worker's counts."""
+                for k, rows in getattr(node, "workeroutput", {}).get("fp8_inputs", {}).items():
+                    tally.counts[k].update({(cid, seed): n for cid, seed, n in rows})
+
+        return XdistHooks()
+
+    def line(self) -> str | None:
+        read, computed = self.counts["read"], self.counts["computed"]
+        if not (read or computed):
+            return None
+        twice = [(cid, n) for (cid, _), n in computed.most_common() if n > 1]
+        text = (f"case inputs: {len(read)} read from the golden store, {len(computed)} "
+                f"computed; {len(twice)} computed more than once")
+        return text + (f" (e.g. {twice[0][1]}x {twice[0][0]})" if twice else "")
+
+    def pytest_terminal_summary(self, terminalreporter):
+        text = self.line()
+        if text:
+            terminalreporter.write_line(text)
 
 
 class SkipTally:

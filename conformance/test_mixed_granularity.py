@@ -25,12 +25,11 @@ from .plugin import case_data
 M, N, K = GRANULARITY_SHAPE
 
 
-def _outcome(adapter, device, seed, store, c: Case):
-    """None when the adapter refuses ``c`` at run time; else the failed checks ([] = pass)."""
-    try:
-        data = case_data(c, seed, store)
-    except StoreError as exc:
-        return [f"golden-store: {exc}"]
+def _outcome(adapter, device, data):
+    """None when the adapter refuses the case at run time; else the failed checks ([] = pass).
+    ``data`` is the case's data, or the StoreError that reading it raised."""
+    if isinstance(data, StoreError):
+        return [f"golden-store: {data}"]
     try:
         run = adapter.run(data, device)
     except Unsupported:
@@ -40,30 +39,40 @@ def _outcome(adapter, device, seed, store, c: Case):
     return judge(data, run.values, adapter.profile(device)).checks
 
 
-@pytest.mark.parametrize("order", list(ORDERS))
-def test_mixed_granularity(order, adapter, device, seed, golden_store, pytestconfig):
+def _data(c: Case, seed, store, dot):
+    try:
+        return case_data(c, seed, store, dot, tally=True)
+    except StoreError as exc:
+        return exc
+
+
+def test_mixed_granularity(adapter, device, seed, golden_store, reference_dot, pytestconfig):
     """Every scale granularity the adapter supports at one shape passes when run one after
-    another on the same adapter (no rebuilt state) in this order: a stale primitive cached
-    for another granularity at the same shape fails the later cases."""
+    another on the same adapter (no rebuilt state) in each of the orders: a stale primitive
+    cached for another granularity at the same shape fails the later cases. One test for the
+    three orders, so that each case's inputs are computed once."""
     grid_name = pytestconfig.option.grid
     supported = [c for c in granularity_cases(grid_name) if adapter.why_not(c, device) is None]
-    results = [(c, _outcome(adapter, device, seed, golden_store, c))
-               for c in ORDERS[order](supported)]
-    ran = [(c, checks) for c, checks in results if checks is not None]
-    if len(ran) < 2:
-        pytest.skip(f"{adapter.name}/{device}: {len(ran)} scale granularit"
-                    f"{'y' if len(ran) == 1 else 'ies'} at M{M}xN{N}xK{K} supported; mixing "
+    datas = {c.id: _data(c, seed, golden_store, reference_dot) for c in supported}
+    bad, ran_any = [], 0
+    for order, arrange in ORDERS.items():
+        results = [(c, _outcome(adapter, device, datas[c.id])) for c in arrange(supported)]
+        ran = [(c, checks) for c, checks in results if checks is not None]
+        ran_any = max(ran_any, len(ran))
+        bad += [(order, i, c.id, checks) for i, (c, checks) in enumerate(ran) if checks]
+    if ran_any < 2:
+        pytest.skip(f"{adapter.name}/{device}: {ran_any} scale granularit"
+                    f"{'y' if ran_any == 1 else 'ies'} at M{M}xN{N}xK{K} supported; mixing "
                     "needs at least 2")
-    bad = [(i, c.id, checks) for i, (c, checks) in enumerate(ran) if checks]
     if bad:
         emu = " --emulate-xpu" if adapter.emulated else ""
-        lines = [f"  #{i} {cid}: {', '.join(checks)}\n    alone: "
+        lines = [f"  {order} #{i} {cid}: {', '.join(checks)}\n    alone: "
                  f"{rerun_command(cid, adapter.name, device, seed, adapter.emulated)}"
-                 for i, cid, checks in bad]
-        pytest.fail(f"{len(bad)} of {len(ran)} granularities at one shape failed in order "
-                    f"{order!r} (position, case id, failed checks; a case that passes alone "
-                    "depends on what ran before it):\n" + "\n".join(lines)
+                 for order, i, cid, checks in bad]
+        pytest.fail(f"{len(bad)} runs of {ran_any} granularities at one shape failed, in the "
+                    f"orders {', '.join(ORDERS)} (order, position, case id, failed checks; a "
+                    "case that passes alone depends on what ran before it):\n"
+                    + "\n".join(lines)
                     + f"\n  rerun: python -m pytest conformance/test_mixed_granularity.py "
                       f"--backend={adapter.name} --device={device} --grid={grid_name} "
-                      f"--seed={seed}{emu} "
-                      f"-k {order} -p no:randomly", pytrace=False)
+                      f"--seed={seed}{emu} -p no:randomly", pytrace=False)

@@ -11,7 +11,8 @@ from .checks import judge, rerun_command
 from .plugin import case_data
 
 
-def test_scaled_mm(case, adapter, device, seed, golden_store, timing_reps, record_property):
+def test_scaled_mm(case, adapter, device, seed, golden_store, reference_dot, timing_reps,
+                   record_property):
     """The kernel's output is within the declared profile's bound of the exact reference."""
     reason = adapter.why_not(case, device)
     if reason:
@@ -19,7 +20,7 @@ def test_scaled_mm(case, adapter, device, seed, golden_store, timing_reps, recor
     rerun = rerun_command(case.id, adapter.name, device, seed, adapter.emulated)
     record_property("rerun", rerun)
     try:
-        data = case_data(case, seed, golden_store)
+        data = case_data(case, seed, golden_store, reference_dot, tally=True)
     except StoreError as exc:
         record_property("failed_checks", "golden-store")
         pytest.fail(f"golden store: {exc}\n  rerun without the store: {rerun} --no-golden",

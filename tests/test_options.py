@@ -99,6 +99,7 @@ def summary(stdout: str) -> str:
     ("--grid=nope", grid_names()),
     ("--device=tpu", ["cpu", "cuda", "xpu"]),
     ("--backend=reference --device=tpu", ["cpu", "cuda", "xpu"]),
+    ("--reference-device=tpu", ["numpy", "cpu", "cuda", "xpu"]),
 ])
 def test_unknown_value_is_a_usage_error_listing_valid_values(option, valid):
     p = run_pytest(*shlex.split(option), "--collect-only", "-q")
@@ -252,3 +253,37 @@ def test_no_thread_limit_without_xdist_or_inside_a_worker(monkeypatch):
     monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
     assert share_cores(SimpleNamespace(option=SimpleNamespace(numprocesses=2))) is None
     assert "OMP_NUM_THREADS" not in os.environ
+
+
+def test_reference_device_without_that_device_is_a_usage_error():
+    import torch
+
+    missing = [d for d in ("cuda", "xpu") if not getattr(torch, d).is_available()]
+    if not missing:
+        pytest.skip("this machine has both cuda and xpu")
+    p = run_pytest(f"--reference-device={missing[0]}", "--collect-only", "-q")
+    assert p.returncode == 4, (p.returncode, p.stdout[-2000:], p.stderr[-2000:])
+    assert f"sees no {missing[0]} device" in p.stderr and "numpy" in p.stderr, p.stderr
+
+
+def test_each_case_input_is_computed_once_and_the_summary_says_so():
+    """Over two workers, the op cases at the mixed-granularity shape (computed: not in the
+    store) and the mixed-granularity test that reuses them for three orders: every case's
+    inputs are computed once, and the summary line counts them."""
+    p = run_pytest("--grid=default", "--backend=reference", "-n", "2", "-k",
+                   "M17xN64xK128 or mixed", "conformance/test_scaled_mm.py",
+                   "conformance/test_mixed_granularity.py")
+    assert p.returncode == 0, p.stdout[-3000:]
+    m = re.search(r"case inputs: (\d+) read from the golden store, (\d+) computed; (\d+) "
+                  r"computed more than once", p.stdout)
+    assert m, p.stdout[-3000:]
+    read, computed, twice = map(int, m.groups())
+    assert read > 0 and computed > 0 and twice == 0, m.group(0)
+
+
+def test_reference_device_cpu_runs_and_is_named_in_the_header():
+    p = run_pytest("--grid=smoke", "--backend=reference", "--reference-device=cpu",
+                   "--no-golden", "conformance/test_scaled_mm.py")
+    assert p.returncode == 0, p.stdout[-3000:]
+    assert "reference: float64 GEMM on torch cpu where exact" in p.stdout, p.stdout[:2000]
+    assert re.search(rf"\b{len(SMOKE)} passed\b", summary(p.stdout)), summary(p.stdout)

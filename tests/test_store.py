@@ -406,7 +406,8 @@ def test_case_data_checks_a_hash_only_entry(root, capsys):
 
 def _config(golden: bool):
     opt = SimpleNamespace(grid="smoke", backend="reference", device="cpu", case=None, emulate_xpu=False,
-                          golden=golden, seed=0, timing_reps=None)
+                          golden=golden, seed=0, timing_reps=None,
+                          reference_device="numpy")
     return SimpleNamespace(option=opt)
 
 
