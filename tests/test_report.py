@@ -13,6 +13,7 @@ import html
 import json
 import math
 import re
+import statistics
 import subprocess
 import sys
 from collections import Counter
@@ -27,11 +28,13 @@ from conformance.report import html as html_module
 from conformance.report import schema
 from conformance.report.__main__ import main
 from conformance.report.diff import RANK, diff_reports, format_diff, growth
+from conformance.report.envelope import peak_fields
 from conformance.report.html import render_html
 from conformance.report.markdown import LIMIT, render_markdown
 from conformance.report.merge import merge_reports
 from conformance.report.schema import (
     ENVELOPE_FIELDS,
+    LATER_ENVELOPE_FIELDS,
     METRIC_FIELDS,
     RECORD_FIELDS,
     SCHEMA,
@@ -66,7 +69,7 @@ def envelope(**over) -> dict:
         "date": "2026-01-01T00:00:00+00:00", "counts": {},
     }
     env.update(over)
-    return env
+    return {**peak_fields(env["device_name"]), **env}  # the peak follows an overridden name
 
 
 def key_of(case_id: str) -> str:
@@ -292,7 +295,7 @@ def test_load_rejects_other_schema_version(tmp_path, raw, version):
     assert "schema_version" in msg, msg
 
 
-@pytest.mark.parametrize("field", list(ENVELOPE_FIELDS))
+@pytest.mark.parametrize("field", [f for f in ENVELOPE_FIELDS if f not in LATER_ENVELOPE_FIELDS])
 def test_load_rejects_missing_envelope_field(tmp_path, raw, field):
     doc = {**raw, "envelope": {k: v for k, v in raw["envelope"].items() if k != field}}
     msg = load_error(write_raw(tmp_path, doc))
@@ -944,3 +947,170 @@ def test_gzipped_report_loads_and_a_bad_one_is_a_report_error(tmp_path):
     (tmp_path / "bad.json.gz").write_bytes(b"not gzip")
     with pytest.raises(schema.ReportError, match="gzip"):
         schema.load(tmp_path / "bad.json.gz")
+
+
+# -- kernel throughput against the device's published FP8 peak -----------------------------------
+
+H100 = "NVIDIA H100 80GB HBM3"
+WEIGHT_ONLY = Case(16, 64, 128, level="layer", w="channel", a="none", sb="[N]").id
+FNUZ = Case(16, 64, 128, fmt_a="e4m3fnuz", fmt_b="e4m3fnuz").id
+
+
+def expected_pct(case_id: str, tflops, device_name: str):
+    """100 tflops / the table's peak for the case's operand formats, or None."""
+    from kernel.peaks import peak_tflops
+
+    c = Case.from_id(case_id)
+    found = peak_tflops(device_name, c.x if c.a == "none" else c.fmt_a, c.fmt_b)
+    return None if found is None or tflops is None else 100 * tflops / found[0]
+
+
+def timed_records(n: int = 8) -> list[dict]:
+    """Op cases with distinct kernel times (the fastest last), one untimed (M = 0)."""
+    recs = [record(c, kernel_s=1e-5 * (i + 1), tflops=0.5 + i) for i, c in enumerate(OPS[:n])]
+    return [*recs, record(OPS[n], kernel_s=None, tflops=None), record(OPS[n + 1], "skip")]
+
+
+@pytest.mark.parametrize("name", [H100, "NVIDIA H100 PCIe", "NVIDIA L4", "test cpu",
+                                  "Intel(R) Xeon(R) Platinum 8480+"])
+def test_peak_fields_are_the_table_for_e4m3(name):
+    from kernel.peaks import peak_tflops
+
+    found = peak_tflops(name, "e4m3fn", "e4m3fn")
+    want = dict(zip(("peak_tflops", "peak_source"), found or (None, None), strict=True))
+    assert peak_fields(name) == want, peak_fields(name)
+    assert (found is None) == (name in ("test cpu", "Intel(R) Xeon(R) Platinum 8480+")), found
+
+
+@pytest.mark.parametrize("device_name", [H100, "AMD EPYC 9654 96-Core Processor"])
+def test_make_envelope_carries_the_device_peak(monkeypatch, device_name):
+    from types import SimpleNamespace
+
+    from conformance.report import envelope as envelope_module
+
+    monkeypatch.setattr(envelope_module, "device_info", lambda device: {
+        "device_name": device_name, "driver": None, "runtime": None})
+    adapter = SimpleNamespace(name="torch", description="torch._scaled_mm", emulated=False,
+                              why_unavailable=lambda device: None,
+                              profile=lambda device: SimpleNamespace(name="fp32"))
+    env = envelope_module.make_envelope(adapter=adapter, device="cuda", grid="smoke", seed=0,
+                                        shard=None, golden=False, timing_reps=1, command="pytest")
+    assert set(env) == set(ENVELOPE_FIELDS), set(env) ^ set(ENVELOPE_FIELDS)
+    assert {k: env[k] for k in LATER_ENVELOPE_FIELDS} == peak_fields(device_name), env
+    assert (env["peak_tflops"] is None) == ("EPYC" in device_name), env["peak_tflops"]
+
+
+@pytest.mark.parametrize("device_name", [H100, "test cpu"])
+def test_pct_peak_per_record_formats(device_name):
+    from conformance.report.summary import pct_peak
+
+    mixed = Case(16, 64, 128, fmt_a="e5m2", fmt_b="e4m3fn").id
+    recs = [record(OPS[0], tflops=3.0), record(mixed, tflops=7.5), record(WEIGHT_ONLY, tflops=2.0),
+            record(FNUZ, tflops=2.0), record(OPS[1], tflops=None),
+            record(None, key="conformance/test_profile.py::test_fingerprint", tflops=1.0)]
+    env = report(recs, device_name=device_name)["envelope"]
+    got = {r["key"]: pct_peak(r, env) for r in recs}
+    want = {r["key"]: r["case"] and expected_pct(r["case"], r["metrics"]["tflops"], device_name)
+            for r in recs}
+    assert got == want, got
+    on_gpu = device_name == H100
+    assert [got[key_of(c)] is not None for c in (OPS[0], mixed)] == [on_gpu, on_gpu], got
+    assert got[key_of(WEIGHT_ONLY)] is None and got[key_of(FNUZ)] is None, got  # bf16 x fp8, fnuz
+
+
+def throughput_lines(text: str) -> list[str]:
+    section = text.split("### Kernel throughput", 1)[1]
+    return section.split("\n### ", 1)[0].strip().splitlines()
+
+
+@pytest.mark.parametrize("device_name", [H100, "test cpu"])
+def test_markdown_throughput_section(device_name):
+    recs = timed_records()
+    rep = report(recs, device_name=device_name)
+    text = render_markdown(rep)
+    env = rep["envelope"]
+    head = throughput_lines(text)[0]
+    if device_name == H100:
+        assert env["peak_tflops"] is not None
+        assert f"published dense FP8 peak {env['peak_tflops']:.4g} TFLOP/s ({env['peak_source']})" \
+            in head, head
+    else:
+        assert "no published FP8 peak for this device" in head, head
+    tflops = [r["metrics"]["tflops"] for r in recs if r["metrics"].get("tflops") is not None]
+    median = statistics.median(tflops)
+    assert f"Median {median:.3g} TFLOP/s over {len(tflops)} timed cases." in head, head
+    rows = table_rows(text, "### Kernel throughput")
+    fastest = sorted((r for r in recs if r["metrics"].get("tflops") is not None),
+                     key=lambda r: -r["metrics"]["tflops"])[:5]
+    want = []
+    for i, r in enumerate(fastest, 1):
+        c, m = Case.from_id(r["case"]), r["metrics"]
+        pct = expected_pct(r["case"], m["tflops"], device_name)
+        want.append([str(i), f"`{r['case'].replace('|', chr(92) + '|')}`", f"{c.M}x{c.N}x{c.K}",
+                     f"{m['kernel_s']:.3g}", f"{m['tflops']:.3g}", "-" if pct is None else f"{pct:.3g}"])
+    assert rows == want, rows
+    assert all((row[5] == "-") == (device_name != H100) for row in rows), rows
+
+
+def test_markdown_no_throughput_section_without_timed_cases():
+    text = render_markdown(report([record(OPS[0], tflops=None), record(OPS[1], "skip")]))
+    assert "Kernel throughput" not in text, text
+
+
+def test_markdown_written_report_shows_throughput_without_peak(md):
+    assert "no published FP8 peak for this device" in throughput_lines(md)[0], md
+
+
+def test_html_percent_peak_column(monkeypatch):
+    monkeypatch.setattr(html_module, "_plots", lambda report, extra: [])
+    recs = timed_records(3)
+    rep = report(recs, device_name=H100)
+    doc = render_html(rep)
+    assert "<th>TFLOP/s</th><th>% peak</th>" in doc, doc
+    for r in recs:
+        pct = r["case"] and expected_pct(r["case"], r["metrics"].get("tflops"), H100)
+        cell = "-" if pct is None else f"{pct:.4g}"
+        row = next(x for x in doc.splitlines() if f"<code>{html.escape(r['case'])}</code>" in x
+                   and x.startswith("<tr><td>"))
+        assert row.endswith(f"<td class='n'>{cell}</td></tr>"), row
+    env = rep["envelope"]
+    assert f"{env['peak_tflops']:.4g} TFLOP/s dense ({html.escape(env['peak_source'])})" in doc
+
+
+def without_peak(rep: dict) -> dict:
+    """``rep`` as written before the envelope had the peak fields."""
+    raw = schema.encode(rep)
+    raw["envelope"] = {k: v for k, v in raw["envelope"].items() if k not in LATER_ENVELOPE_FIELDS}
+    return raw
+
+
+def test_old_report_without_peak_fields_loads_renders_and_diffs(tmp_path, capsys):
+    rep = report(timed_records(), device_name=H100)
+    old = write_raw(tmp_path, without_peak(rep))
+    loaded = schema.load(old)
+    assert not set(LATER_ENVELOPE_FIELDS) & set(loaded["envelope"]), loaded["envelope"]
+    assert main(["diff", str(old), str(save(tmp_path / "new", rep))]) == 0, capsys.readouterr().out
+    assert main(["render", str(old), "-o", str(tmp_path / "out")]) == 0, capsys.readouterr().err
+    env = schema.load(tmp_path / "out")["envelope"]
+    assert {k: env[k] for k in LATER_ENVELOPE_FIELDS} == peak_fields(H100), env
+    assert env["peak_tflops"] is not None and "### Kernel throughput" in (
+        tmp_path / "out" / "tolerance.md").read_text()
+
+
+def test_old_shard_reports_without_peak_fields_merge(tmp_path, capsys):
+    dirs = []
+    for name, rep in shard_reports():
+        d = tmp_path / name.split("/")[0]
+        d.mkdir()
+        write_raw(d, without_peak(rep))
+        dirs.append(str(d))
+    assert main(["merge", *dirs, "-o", str(tmp_path / "merged")]) == 0, capsys.readouterr().err
+    env = schema.load(tmp_path / "merged")["envelope"]
+    assert {k: env[k] for k in LATER_ENVELOPE_FIELDS} == peak_fields(env["device_name"]), env
+
+
+@pytest.mark.parametrize(("field", "value"), [("peak_tflops", "1979"), ("peak_source", 1979.0)])
+def test_load_rejects_peak_field_of_wrong_type(tmp_path, raw, field, value):
+    doc = {**raw, "envelope": {**raw["envelope"], field: value}}
+    msg = load_error(write_raw(tmp_path, doc))
+    assert repr(field) in msg, msg

@@ -10,7 +10,9 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["make_envelope", "versions", "device_info", "git_info"]
+from kernel.peaks import peak_tflops
+
+__all__ = ["make_envelope", "versions", "device_info", "git_info", "peak_fields"]
 
 _ROOT = Path(__file__).resolve().parents[2]
 _PACKAGES = ("numpy", "ml_dtypes", "torch", "vllm", "pytest", "pytest-xdist")
@@ -79,17 +81,27 @@ def device_info(device: str) -> dict:
     return {"device_name": _cpu_name(), "driver": None, "runtime": runtime}
 
 
+def peak_fields(device_name: str) -> dict:
+    """``peak_tflops`` and ``peak_source``: the device's published dense FP8 peak for
+    e4m3 x e4m3 (``kernel.peaks``), both null where none is known."""
+    found = peak_tflops(device_name, "e4m3fn", "e4m3fn")
+    peak, source = found or (None, None)
+    return {"peak_tflops": peak, "peak_source": source}
+
+
 def make_envelope(*, adapter, device: str, grid: str, seed: int, shard: str | None, golden: bool,
                   timing_reps: int, command: str, date: datetime.datetime | None = None) -> dict:
     """The envelope of a run (``counts`` and ``merged_from`` are filled when records are known)."""
     why = adapter.why_unavailable(device)
+    device_fields = device_info(device)
     return {
         "backend": adapter.name,
         "kernel": adapter.description,
         "emulated": bool(adapter.emulated),
         "profile": "unavailable" if why else adapter.profile(device).name,
         "device": device,
-        **device_info(device),
+        **device_fields,
+        **peak_fields(device_fields["device_name"]),
         "versions": versions(),
         "git": git_info(),
         "grid": grid,

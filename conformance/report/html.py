@@ -37,6 +37,13 @@ def _g(x) -> str:
     return format(x, ".4g") if isinstance(x, int | float) else "-"
 
 
+def _peak(env: dict) -> str:
+    """The envelope's published FP8 peak with its source, for the header table."""
+    if env.get("peak_tflops") is None:
+        return "no published FP8 peak for this device"
+    return f"{_g(env['peak_tflops'])} TFLOP/s dense ({env.get('peak_source') or 'source unknown'})"
+
+
 def _png(fig) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
@@ -182,6 +189,7 @@ def render_html(report: dict, extra: list[dict] | None = None) -> str:
             ("merged from", ", ".join(env["merged_from"]) or "-"),
             ("versions", ", ".join(f"{k} {v}" for k, v in env["versions"].items() if v)),
             ("git", f"{env['git'].get('revision')}" + (" (dirty)" if env["git"].get("dirty") else "")),
+            ("FP8 peak", _peak(env)),
             ("command", env["command"]), ("date", env["date"]))) + "</table>")
     h.append("<p><b>" + ", ".join(f"{n} {v}" for v, n in counts.most_common()) + "</b></p>")
     h.append("<h2>Verdicts per scheme</h2><table><tr><th>scheme</th><th>pass</th><th>fail</th>"
@@ -213,13 +221,13 @@ def render_html(report: dict, extra: list[dict] | None = None) -> str:
                      f"</code></summary><pre>{_e(r['reason'] or '')}</pre></details>")
     h.append(f"<h2>All {len(records)} records</h2><details><summary>show</summary><table><tr>"
              "<th>verdict</th><th>case</th><th>bound use</th><th>ulps</th><th>frac exact</th>"
-             "<th>SQNR dB</th><th>TFLOP/s</th></tr>")
+             "<th>SQNR dB</th><th>TFLOP/s</th><th>% peak</th></tr>")
     for r in records:
         m = r["metrics"]
         h.append(f"<tr><td>{_e(r['verdict'])}</td><td><code>{_e(r['case'] or r['key'])}</code></td>"
                  + "".join(f"<td class='n'>{_g(m.get(k))}</td>"
                            for k in ("bound_use", "max_ulps", "frac_exact", "sqnr_db", "tflops"))
-                 + "</tr>")
+                 + f"<td class='n'>{_g(S.pct_peak(r, env))}</td></tr>")
     h.append("</table></details></body></html>")
     return "\n".join(h)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 from ..checks import rerun_command
 from . import summary as S
 
@@ -42,6 +44,30 @@ def _fingerprint(tables: dict) -> list[str]:
         show = lambda v: "-" if v is None else _cell(str(v))  # noqa: E731
         out += [f"| {r.get('probe')} | {show(r.get('measured'))} | "
                 f"{show(r.get('exact arithmetic'))} |" for r in rows]
+    return out
+
+
+def _throughput(env: dict, records: list[dict], n: int = 5) -> list[str]:
+    """Kernel throughput: the device's published dense FP8 peak with its source, the median
+    TFLOP/s and the ``n`` fastest cases against the peak; nothing when no case was timed."""
+    timed = S.timed(records)
+    if not timed:
+        return []
+    peak = env.get("peak_tflops")
+    device = f"**{_cell(env['device_name'])}**"
+    head = (f"{device}: published dense FP8 peak {_g(peak)} TFLOP/s "
+            f"({_cell(env.get('peak_source') or 'source unknown')})." if peak
+            else f"{device}: no published FP8 peak for this device.")
+    median = statistics.median(r["metrics"]["tflops"] for r in timed)
+    out = ["", "### Kernel throughput", "",
+           f"{head} Median {_g(median, '.3g')} TFLOP/s over {len(timed)} timed cases.", "",
+           "| # | case | M x N x K | kernel_s | TFLOP/s | % of peak |",
+           "|---:|---|---|---:|---:|---:|"]
+    for i, r in enumerate(S.fastest(timed, n), 1):
+        m = r["metrics"]
+        out.append(f"| {i} | `{_cell(r['case'] or r['key'])}` | {S.shape(r)} | "
+                   f"{_g(m.get('kernel_s'), '.3g')} | {_g(m['tflops'], '.3g')} | "
+                   f"{_g(S.pct_peak(r, env), '.3g')} |")
     return out
 
 
@@ -91,6 +117,7 @@ def render_markdown(report: dict) -> str:
         out += ["", "### SQNR against the unquantized float64 product (layer cases)", "",
                 "| scheme | cases | min dB | median dB |", "|---|---:|---:|---:|"]
         out += [f"| {s} | {d['n']} | {d['min']:.2f} | {d['median']:.2f} |" for s, d in sq.items()]
+    out += _throughput(env, records)
     top = S.worst(records, "bound_use", 10)
     if top:
         out += ["", "### Ten worst cases", "",

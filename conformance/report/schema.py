@@ -23,8 +23,9 @@ import json
 import math
 from pathlib import Path
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "ENVELOPE_FIELDS", "RECORD_FIELDS", "METRIC_FIELDS",
-           "VERDICTS", "ReportError", "encode", "decode", "validate", "load", "dump", "markdown"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "ENVELOPE_FIELDS", "LATER_ENVELOPE_FIELDS", "RECORD_FIELDS",
+           "METRIC_FIELDS", "VERDICTS", "ReportError", "encode", "decode", "validate", "load", "dump",
+           "markdown"]
 
 SCHEMA = "fp8-conformance-tolerance"
 SCHEMA_VERSION = 1
@@ -56,7 +57,16 @@ ENVELOPE_FIELDS = {
     "command": (str, "command line of the run"),
     "date": (str, "UTC start time, ISO 8601"),
     "counts": (dict, "records per verdict"),
+    "peak_tflops": (_OPT_NUM, "published dense FP8 tensor-core peak of `device_name` for e4m3 x e4m3 "
+                              "in TFLOP/s (`kernel/peaks.py`: a datasheet figure, not a "
+                              "measurement); null where none is known, e.g. any CPU"),
+    "peak_source": (_OPT_STR, "where `peak_tflops` comes from (datasheet and its figure); null "
+                              "with it"),
 }
+# Envelope fields added after the first version-1 reports: those reports lack them and still
+# load (``report render`` and ``merge`` fill them in from ``device_name``). Every other field
+# must be present.
+LATER_ENVELOPE_FIELDS = ("peak_tflops", "peak_source")
 RECORD_FIELDS = {
     "key": (str, "unique test key: the pytest node id"),
     "test": (str, "test function name"),
@@ -125,12 +135,15 @@ def decode(report: dict) -> dict:
     return report
 
 
-def _check_fields(obj: dict, table: dict, where: str, required: bool = True) -> None:
+def _check_fields(obj: dict, table: dict, where: str, required: bool = True,
+                 optional: tuple = ()) -> None:
+    """Types of the fields of ``table`` in ``obj``; missing ones are an error when ``required``
+    unless named in ``optional``."""
     if not isinstance(obj, dict):
         raise ReportError(f"{where}: expected an object, got {type(obj).__name__}")
     for name, (types, _) in table.items():
         if name not in obj:
-            if required:
+            if required and name not in optional:
                 raise ReportError(f"{where}: missing field {name!r}")
             continue
         value = obj[name]
@@ -150,7 +163,8 @@ def validate(report: dict, where: str = "report") -> dict:
     if version != SCHEMA_VERSION:
         raise ReportError(f"{where}: schema_version {version!r}; this suite reads version "
                           f"{SCHEMA_VERSION} (regenerate the report with this suite)")
-    _check_fields(report.get("envelope"), ENVELOPE_FIELDS, f"{where}: envelope")
+    _check_fields(report.get("envelope"), ENVELOPE_FIELDS, f"{where}: envelope",
+                  optional=LATER_ENVELOPE_FIELDS)
     records = report.get("records")
     if not isinstance(records, list):
         raise ReportError(f"{where}: \"records\" must be a list")
@@ -226,6 +240,9 @@ def markdown() -> str:
         f"({SCHEMA_VERSION}), `envelope` and `records`. Non-finite numbers are written as the "
         "strings `\"inf\"`, `\"-inf\"`, `\"nan\"`.",
         "## envelope", table(ENVELOPE_FIELDS),
+        " and ".join(f"`{n}`" for n in LATER_ENVELOPE_FIELDS) + " were added after the first "
+        "version-1 reports: a report without them still loads, and `report render` and `report "
+        "merge` fill them in from `device_name`.",
         "## records[]", table(RECORD_FIELDS),
         "## records[].metrics", "Present when the kernel ran (pass or fail after running).",
         table(METRIC_FIELDS),

@@ -8,9 +8,11 @@ from collections import Counter, defaultdict
 from functools import cache
 
 from golden.cases import Case, CaseError
+from kernel.peaks import peak_tflops
 
 __all__ = ["case_of", "scheme", "shape", "verdict_counts", "by_scheme", "worst", "finite",
-           "sqnr_by_scheme", "ran", "largest"]
+           "sqnr_by_scheme", "ran", "largest", "operand_formats", "pct_peak", "timed",
+           "fastest"]
 
 
 @cache
@@ -96,3 +98,32 @@ def spread(records, metric: str) -> dict | None:
     if not vals:
         return None
     return {"n": len(vals), "median": statistics.median(vals), "max": max(vals)}
+
+
+def operand_formats(record: dict) -> tuple[str, str] | None:
+    """The formats the kernel multiplies: FP8 A and B, or for a weight-only layer (``a=none``)
+    the activation dtype and the FP8 weight; None for a test that is not a case."""
+    c = case_of(record)
+    if c is None:
+        return None
+    return (c.x if c.a == "none" else c.fmt_a), c.fmt_b
+
+
+def pct_peak(record: dict, envelope: dict) -> float | None:
+    """``pct_peak``: 100 tflops / the device's published dense peak for the record's formats
+    (``kernel.peaks``); None without a finite tflops or without a peak (any CPU, weight-only)."""
+    tflops, formats = record["metrics"].get("tflops"), operand_formats(record)
+    if not finite(tflops) or formats is None:
+        return None
+    found = peak_tflops(envelope["device_name"], *formats)
+    return 100.0 * tflops / found[0] if found else None
+
+
+def timed(records) -> list[dict]:
+    """Records that ran with a finite ``tflops`` (none for an empty output, M = 0)."""
+    return [r for r in ran(records) if finite(r["metrics"].get("tflops"))]
+
+
+def fastest(records, n: int = 5) -> list[dict]:
+    """The ``n`` timed records with the highest ``tflops`` (ties by key)."""
+    return sorted(timed(records), key=lambda r: (-r["metrics"]["tflops"], r["key"]))[:n]

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 from . import schema
+from .envelope import peak_fields
 from .html import render_html
 from .markdown import render_markdown
 from .summary import verdict_counts
@@ -14,9 +15,13 @@ __all__ = ["make_report", "write_reports"]
 
 
 def make_report(envelope: dict, records: list[dict], tables: dict | None = None) -> dict:
-    """A validated report dict; records sorted by key, counts filled in, optional tables."""
+    """A validated report dict; records sorted by key, counts filled in, optional tables.
+    An envelope without ``peak_tflops``/``peak_source`` (a report written before them) gets
+    them from its ``device_name``; present ones are kept."""
     records = sorted(records, key=lambda r: r["key"])
-    envelope = {**envelope, "counts": dict(sorted(verdict_counts(records).items()))}
+    name = envelope.get("device_name")
+    envelope = {**(peak_fields(name) if isinstance(name, str) else {}), **envelope,
+                "counts": dict(sorted(verdict_counts(records).items()))}
     report = {"schema": schema.SCHEMA, "schema_version": schema.SCHEMA_VERSION,
               "envelope": envelope, "records": records}
     if tables:
