@@ -1,6 +1,10 @@
 """Benchmarks of the suite itself; figures are printed, never asserted.
 
+    python -m conformance.bench                 # every figure below, in one run
     python -m conformance.bench reference [--top 2] [--m 8192]
+    python -m conformance.bench fixed-cost [--grid default] [--backend B] [--device D]
+    python -m conformance.bench xdist [--grid default] [--backend B]
+    python -m conformance.bench device [--device cuda] [--reps 10]
     python -m conformance.bench golden [--grid default] [--backend B]
     python -m conformance.bench tracking [--grid default] [--backend B]
 
@@ -9,6 +13,21 @@ of the exact reference (``golden.matmul.scaled_mm_exact``: decode, exact GEMM, c
 rounding to bf16, per-token x per-channel scales) over the time of a bare float64 GEMM of the
 same shape, measured in the same run (GEMM, reference, GEMM; the ratio uses the mean of the two
 GEMMs). Target: 1.3 or less.
+
+``fixed-cost``: over the grid's small cases (M, N, K <= 256) that the backend runs, the suite's
+time per case outside the kernel call: the case's inputs and reference (read from the golden
+store, or computed where the store holds only a hash) plus the judge, as the tests do it.
+Target: under 2 ms on the 2-core CPU the suite is developed on.
+
+``xdist``: wall time of ``pytest --grid=G`` with ``-n 0`` and with ``-n auto``, one after the
+other, their cases per second and the speed-up (target 1.7 or more on 2 cores), and each run's
+``case inputs`` line (no case may compute its inputs twice).
+
+``device`` (cuda or xpu): on ``llm`` cases, the suite's time per case beyond the kernel calls
+and the reference (inputs, transfers, judge), with the NumPy reference and with
+``--reference-device``, each over the kernel plus reference time (target under 20%); and the
+suite's TFLOP/s against a standalone device-event benchmark of the same ``torch._scaled_mm``
+call (target within 5%).
 
 ``golden``: wall time of ``pytest -n auto --grid=G`` reading the golden store over the same
 run with ``--no-golden`` (every case computed), same backend, measured back to back.
@@ -21,7 +40,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -31,7 +50,9 @@ import numpy as np
 
 from golden.matmul import scaled_mm_exact
 
-from .matrix import llm_shapes
+from .matrix import grid, llm_shapes
+
+TARGETS = {"reference": 1.3, "fixed_ms": 2.0, "speedup": 1.7, "overhead": 0.20, "fidelity": 0.05}
 
 
 def _inputs(m: int, n: int, k: int):
@@ -50,6 +71,24 @@ def _timed(fn, *args) -> float:
     return time.perf_counter() - t0
 
 
+def machine() -> str:
+    """One line naming this machine (CPU model and cores; the GPU where torch sees one)."""
+    from .report.envelope import device_info
+
+    line = f"{device_info('cpu')['device_name']}, {os.cpu_count()} cores, numpy {np.__version__}"
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            line += f"; {torch.cuda.get_device_name(0)}, torch {torch.__version__}"
+    except ImportError:
+        pass
+    return line
+
+
+# --- reference ratio --------------------------------------------------------------------------
+
+
 def bench_reference(top: int, m: int) -> list[dict]:
     shapes = sorted(llm_shapes(), key=lambda nk: nk[0] * nk[1], reverse=True)[:top]
     rows = []
@@ -66,74 +105,259 @@ def bench_reference(top: int, m: int) -> list[dict]:
     return rows
 
 
-def _timed_runs(grid: str, backend: str | None, variants) -> dict:
-    """Wall seconds of ``pytest -n auto`` on ``grid`` for each ``(label, extra args)``, one
-    after the other in this run (reports go to a temporary directory)."""
-    times = {}
-    with tempfile.TemporaryDirectory(prefix="fp8-bench-") as tmp:
-        base = [sys.executable, "-m", "pytest", "-n", "auto", "-q", f"--grid={grid}",
-                "-p", "no:randomly", f"--report-dir={tmp}"] + ([f"--backend={backend}"] if backend else [])
-        for label, extra in variants:
-            t0 = time.perf_counter()
-            proc = subprocess.run(base + extra, capture_output=True, text=True)
-            times[label] = time.perf_counter() - t0
-            last = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-            print(f"  {label:>16}: {times[label]:7.1f} s   [{last.strip('= ')}] (exit {proc.returncode})")
-            if proc.returncode not in (0, 1):
-                raise SystemExit(f"pytest exited {proc.returncode}: {proc.stderr[-2000:]}")
-    return times
-
-
-def bench_golden(grid: str, backend: str | None) -> dict:
-    """Wall seconds of the grid with and without the store (pytest in subprocesses)."""
-    return _timed_runs(grid, backend, (("with store", []), ("without store", ["--no-golden"])))
-
-
-def bench_tracking(grid: str, backend: str | None) -> dict:
-    """Wall seconds of the grid with the tracker (records, timing, three report files) and
-    with it blocked (``-p no:fp8-tracker``)."""
-    return _timed_runs(grid, backend, (("with tracking", []),
-                                       ("without tracking", ["-p", "no:fp8-tracker"])))
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m conformance.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="what", required=True)
-    r = sub.add_parser("reference", help="reference time over a bare float64 GEMM")
-    r.add_argument("--top", type=int, default=2, help="how many of the largest llm shapes")
-    r.add_argument("--m", type=int, default=8192, help="M (tokens); the llm grid's largest is 8192")
-    gs = sub.add_parser("golden", help="default grid with the golden store over without it")
-    gs.add_argument("--grid", default="default")
-    gs.add_argument("--backend", default=None, help="default: the best on this machine")
-    tr = sub.add_parser("tracking", help="default grid with per-case tracking and reports over "
-                                          "without them")
-    tr.add_argument("--grid", default="default")
-    tr.add_argument("--backend", default=None, help="default: the best on this machine")
-    args = p.parse_args(argv)
-    if args.what == "tracking":
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores; grid {args.grid}")
-        t = bench_tracking(args.grid, args.backend)
-        print(f"tracking ratio (with / without): {t['with tracking'] / t['without tracking']:.3f}")
-        return 0
-    if args.what == "golden":
-        print(f"machine: {platform.machine()}, {os.cpu_count()} cores; grid {args.grid}")
-        t = bench_golden(args.grid, args.backend)
-        ratio = t["with store"] / t["without store"]
-        print(f"golden store ratio (with / without): {ratio:.3f}")
-        return 0
-    if args.top < 1 or args.m < 1:
-        p.error(f"--top and --m must be positive (got --top={args.top}, --m={args.m})")
-
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, numpy {np.__version__}")
-    rows = bench_reference(args.top, args.m)
+def print_reference(rows: list[dict]) -> float:
     print(f"{'shape':>24} {'float64 GEMM s':>15} {'reference s':>12} {'GFLOP/s':>8} {'ratio':>6}")
     for row in rows:
         shape = f"{row['M']}x{row['N']}x{row['K']}"
         print(f"{shape:>24} {row['gemm_s']:15.2f} {row['reference_s']:12.2f} "
               f"{row['gflops']:8.1f} {row['ratio']:6.3f}")
     worst = max(row["ratio"] for row in rows)
-    print(f"reference ratio (worst of {len(rows)}): {worst:.3f} (target <= 1.3)")
+    print(f"reference ratio (worst of {len(rows)}): {worst:.3f} (target <= {TARGETS['reference']})")
+    return worst
+
+
+# --- per-case fixed cost ----------------------------------------------------------------------
+
+
+def bench_fixed_cost(grid_name: str, backend: str | None, device: str | None,
+                     max_dim: int = 256) -> dict:
+    """Mean seconds per small case of what the test does besides the kernel call: the case's
+    data (``plugin.case_data``: store read, or computed and hash-checked) and the judge."""
+    from golden.store import Store
+    from kernel.base import Unsupported
+    from kernel.registry import default_backend_and_device, get_backend
+
+    from .checks import judge
+    from .plugin import case_data
+
+    if backend is None:
+        backend, auto = default_backend_and_device()
+        device = device or auto
+    adapter = get_backend(backend)
+    device = device or (adapter.devices() or ["cpu"])[0]
+    store = Store()
+    cases = [c for c in grid(grid_name) if max(c.M, c.N, c.K) <= max_dim
+             and adapter.why_not(c, device) is None]
+    t = {"read": [], "computed": [], "judge": [], "kernel": []}
+    for c in cases:
+        entry = store.entry(c.id)
+        kind = "read" if entry is not None and entry.get("kind") == "stored" else "computed"
+        t0 = time.perf_counter()
+        data = case_data(c, 0, store)
+        t1 = time.perf_counter()
+        try:
+            run = adapter.run(data, device)
+        except Unsupported:
+            continue
+        t2 = time.perf_counter()
+        judge(data, run.values, adapter.profile(device))
+        t3 = time.perf_counter()
+        t[kind].append(t1 - t0)
+        t["judge"].append(t3 - t2)
+        t["kernel"].append(t2 - t1)
+    n = len(t["judge"])
+    mean = {k: (sum(v) / len(v) if v else 0.0) for k, v in t.items()}
+    fixed = (sum(t["read"]) + sum(t["computed"]) + sum(t["judge"])) / max(n, 1)
+    return {"backend": backend, "device": device, "cases": n, "n_read": len(t["read"]),
+            "n_computed": len(t["computed"]), "mean": mean, "fixed_s": fixed}
+
+
+def print_fixed_cost(r: dict) -> float:
+    m = r["mean"]
+    print(f"{r['cases']} cases with M, N, K <= 256 ({r['backend']} on {r['device']}), mean per "
+          f"case: inputs read {m['read'] * 1e3:.2f} ms ({r['n_read']} cases), computed "
+          f"{m['computed'] * 1e3:.2f} ms ({r['n_computed']}), judge {m['judge'] * 1e3:.2f} ms; "
+          f"kernel call {m['kernel'] * 1e3:.2f} ms")
+    ms = r["fixed_s"] * 1e3
+    print(f"per-case fixed cost: {ms:.2f} ms = {ms / TARGETS['fixed_ms']:.2f} of the "
+          f"{TARGETS['fixed_ms']:g} ms target")
+    return ms
+
+
+# --- pytest runs: xdist, golden store, tracking -----------------------------------------------
+
+
+def _pytest(args: list[str], tmp: str) -> tuple[float, str, int]:
+    """(wall seconds, stdout, exit code) of ``pytest -q -p no:randomly ARGS`` here."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", f"--report-dir={tmp}", *args]
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if proc.returncode not in (0, 1):
+        raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}: "
+                         f"{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+    return wall, proc.stdout, proc.returncode
+
+
+def _count(stdout: str, what: str) -> int:
+    m = re.findall(rf"(\d+) {what}\b", stdout.strip().splitlines()[-1] if stdout.strip() else "")
+    return int(m[-1]) if m else 0
+
+
+def _inputs_line(stdout: str) -> str:
+    m = re.search(r"^case inputs: .*$", stdout, re.M)
+    return m.group(0) if m else "case inputs: (no line: no conformance test ran)"
+
+
+def bench_xdist(grid_name: str, backend: str | None) -> dict:
+    """``pytest --grid=G`` with ``-n 0`` and then ``-n auto``: wall, tests, cases/s."""
+    out = {}
+    extra = [f"--grid={grid_name}"] + ([f"--backend={backend}"] if backend else [])
+    with tempfile.TemporaryDirectory(prefix="fp8-bench-") as tmp:
+        for label, n in (("-n 0", "0"), ("-n auto", "auto")):
+            wall, stdout, code = _pytest(["-n", n, *extra, "conformance"], tmp)
+            ran = _count(stdout, "passed") + _count(stdout, "failed")
+            tests = ran + _count(stdout, "skipped")
+            out[label] = {"wall": wall, "ran": ran, "tests": tests, "exit": code,
+                          "inputs": _inputs_line(stdout), "last": stdout.strip().splitlines()[-1]}
+    return out
+
+
+def print_xdist(r: dict) -> float:
+    for label, v in r.items():
+        print(f"  pytest {label:>7}: {v['wall']:7.1f} s, {v['ran']} cases run "
+              f"({v['tests']} tests), {v['ran'] / v['wall']:.1f} cases/s  [{v['last'].strip('= ')}]")
+        print(f"  {'':15}{v['inputs']}")
+    speedup = r["-n 0"]["wall"] / r["-n auto"]["wall"]
+    print(f"xdist speed-up (-n 0 / -n auto, {os.cpu_count()} cores): {speedup:.2f} "
+          f"(target >= {TARGETS['speedup']})")
+    return speedup
+
+
+def _timed_runs(grid_name: str, backend: str | None, variants) -> dict:
+    """Wall seconds of ``pytest -n auto`` on ``grid`` for each ``(label, extra args)``, one
+    after the other in this run (reports go to a temporary directory)."""
+    times = {}
+    base = ["-n", "auto", f"--grid={grid_name}"] + ([f"--backend={backend}"] if backend else [])
+    with tempfile.TemporaryDirectory(prefix="fp8-bench-") as tmp:
+        for label, extra in variants:
+            times[label], stdout, code = _pytest(base + extra, tmp)
+            last = stdout.strip().splitlines()[-1] if stdout.strip() else ""
+            print(f"  {label:>16}: {times[label]:7.1f} s   [{last.strip('= ')}] (exit {code})")
+    return times
+
+
+def bench_golden(grid_name: str, backend: str | None) -> dict:
+    """Wall seconds of the grid with and without the store (pytest in subprocesses)."""
+    return _timed_runs(grid_name, backend, (("with store", []), ("without store", ["--no-golden"])))
+
+
+def bench_tracking(grid_name: str, backend: str | None) -> dict:
+    """Wall seconds of the grid with the tracker (records, timing, three report files) and
+    with it blocked (``-p no:fp8-tracker``)."""
+    return _timed_runs(grid_name, backend, (("with tracking", []),
+                                            ("without tracking", ["-p", "no:fp8-tracker"])))
+
+
+
+def _device_figures(device: str, reps: int) -> dict:
+    """Overhead with the NumPy and the device reference, and throughput fidelity."""
+    from kernel.registry import get_backend
+
+    from . import bench_device as bd
+    from .device_reference import make_dot
+
+    adapter = get_backend("torch")
+    cases = bd.overhead_cases()
+    out = {}
+    print(f"suite time per case beyond the kernel calls (torch._scaled_mm on {device}, "
+          f"{reps} timed calls + 1 warm-up):")
+    for label, dot in (("numpy", None), (device, make_dot(device))):
+        out[f"overhead_{label}"] = bd.print_overhead(
+            bd.bench_overhead(adapter, device, cases, reps, dot), label)
+    print("kernel throughput, the suite's figure against a standalone device-event benchmark:")
+    out["fidelity"] = bd.print_fidelity(bd.bench_fidelity(adapter, device, bd.fidelity_cases(),
+                                                          reps))
+    return out
+
+
+def _accelerator() -> str | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    for d in ("cuda", "xpu"):
+        if getattr(torch, d, None) is not None and getattr(torch, d).is_available():
+            return d
+    return None
+
+
+def bench_all(args) -> int:
+    """Every figure in one run; the closing lines are the ratios against their targets."""
+    print(f"machine: {machine()}")
+    figures = {}
+    print("\n== reference over a bare float64 GEMM (llm grid's largest shapes)")
+    figures["reference ratio"] = print_reference(bench_reference(args.top, args.m))
+    print("\n== per-case fixed cost (small cases)")
+    ms = print_fixed_cost(bench_fixed_cost(args.grid, args.backend, None))
+    figures["fixed cost / 2 ms"] = ms / TARGETS["fixed_ms"]
+    print("\n== xdist scaling")
+    figures["xdist speed-up"] = print_xdist(bench_xdist(args.grid, args.backend))
+    device = _accelerator()
+    if device:
+        print(f"\n== {device}")
+        d = _device_figures(device, args.reps)
+        figures["overhead, numpy reference"] = d["overhead_numpy"]
+        figures[f"overhead, {device} reference"] = d[f"overhead_{device}"]
+        figures["throughput fidelity"] = d["fidelity"]
+    print("\n== figures (one run)")
+    targets = {"reference ratio": "<= 1.3", "fixed cost / 2 ms": "< 1", "xdist speed-up": ">= 1.7",
+               "throughput fidelity": "<= 0.05"}
+    for name, value in figures.items():
+        want = targets.get(name, "< 0.20")
+        print(f"{name}: {value:.3f} (target {want})")
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m conformance.bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--top", type=int, default=2, help="how many of the largest llm shapes")
+    p.add_argument("--m", type=int, default=8192, help="M of the reference shapes")
+    p.add_argument("--grid", default="default")
+    p.add_argument("--backend", default=None, help="default: the best on this machine")
+    p.add_argument("--reps", type=int, default=10, help="timed kernel calls (device figures)")
+    sub = p.add_subparsers(dest="what")
+    r = sub.add_parser("reference", help="reference time over a bare float64 GEMM")
+    r.add_argument("--top", type=int, default=2, help="how many of the largest llm shapes")
+    r.add_argument("--m", type=int, default=8192, help="M (tokens); the llm grid's largest is 8192")
+    for name, text in (("fixed-cost", "suite time per small case outside the kernel call"),
+                       ("xdist", "the grid with -n 0 and with -n auto"),
+                       ("golden", "default grid with the golden store over without it"),
+                       ("tracking", "default grid with per-case tracking and reports over "
+                                    "without them")):
+        sp = sub.add_parser(name, help=text)
+        sp.add_argument("--grid", default="default")
+        sp.add_argument("--backend", default=None, help="default: the best on this machine")
+        if name == "fixed-cost":
+            sp.add_argument("--device", default=None)
+    dv = sub.add_parser("device", help="overhead and throughput fidelity on an accelerator")
+    dv.add_argument("--device", default=None, help="cuda or xpu (default: the one here)")
+    dv.add_argument("--reps", type=int, default=10)
+    args = p.parse_args(argv)
+    if getattr(args, "top", 1) < 1 or getattr(args, "m", 1) < 1:
+        p.error(f"--top and --m must be positive (got --top={args.top}, --m={args.m})")
+    if args.what is None:
+        return bench_all(args)
+    print(f"machine: {machine()}")
+    if args.what == "reference":
+        print_reference(bench_reference(args.top, args.m))
+    elif args.what == "fixed-cost":
+        print_fixed_cost(bench_fixed_cost(args.grid, args.backend, args.device))
+    elif args.what == "xdist":
+        print_xdist(bench_xdist(args.grid, args.backend))
+    elif args.what == "device":
+        device = args.device or _accelerator()
+        if device not in ("cuda", "xpu"):
+            p.error(f"device: no cuda or xpu device here (--device={args.device!r})")
+        _device_figures(device, args.reps)
+    elif args.what == "tracking":
+        t = bench_tracking(args.grid, args.backend)
+        print(f"tracking ratio (with / without): {t['with tracking'] / t['without tracking']:.3f}")
+    else:
+        t = bench_golden(args.grid, args.backend)
+        print(f"golden store ratio (with / without): {t['with store'] / t['without store']:.3f}")
     return 0
 
 

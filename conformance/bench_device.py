@@ -1,0 +1,132 @@
+"""The accelerator figures of ``python -m conformance.bench`` (cuda or xpu).
+
+``overhead``: per ``llm`` case, the test's own steps (``plugin.case_data``, the adapter's run
+with its timing calls, the judge) timed one by one, as ``conformance/test_scaled_mm.py`` runs
+them. *Kernel* is the device time of its calls (the warm-up and ``reps`` timed calls, each the
+median); *reference* the exact reference's own time (``CaseData.extra["reference_s"]``: Y* and
+sum|A||B|); *overhead* the rest of the case's wall time (inputs, transfers, the judge).
+
+``fidelity``: the suite's TFLOP/s (the adapter's median of per-call device events) against a
+standalone benchmark of the same ``torch._scaled_mm`` call with the same tensors: device events
+around ``loop`` back-to-back calls after a warm-up.
+"""
+
+from __future__ import annotations
+
+import time
+
+from golden.cases import Case
+
+from .matrix import LLM_M, llm_shapes
+
+__all__ = ["overhead_cases", "fidelity_cases", "bench_overhead", "bench_fidelity",
+           "standalone_seconds", "print_overhead", "print_fidelity"]
+
+
+FIDELITY_CASES = (  # (M, N, K, per-tensor scales?): DESIGN §10's 8192^3, llm shapes, small M
+    (8192, 8192, 8192, True), (8192, 28672, 4096, False), (1023, 6144, 4096, False),
+    (33, 4096, 14336, False), (1, 4096, 4096, False))
+
+
+def fidelity_cases() -> list[Case]:
+    return [Case(M=m, N=n, K=k, w="tensor", a="tensor", sa="[]", sb="[]") if pt else
+            Case(M=m, N=n, K=k, w="channel", a="token", sa="[M,1]", sb="[1,N]")
+            for m, n, k, pt in FIDELITY_CASES]
+
+
+def overhead_cases(ms=(1, 33, 1023, 8192), shapes=None) -> list[Case]:
+    """``llm``-grid cases (per-token x per-channel): the Llama-3.1-8B shapes by default."""
+    shapes = shapes or llm_shapes()[:4]
+    assert set(ms) <= set(LLM_M), ms
+    return [Case(M=m, N=n, K=k, w="channel", a="token", sa="[M,1]", sb="[1,N]", dataset="gauss")
+            for (n, k) in shapes for m in ms]
+
+
+def bench_overhead(adapter, device: str, cases, reps: int, dot) -> list[dict]:
+    """Per case: total, kernel, reference and overhead seconds (see the module docstring)."""
+    from .checks import judge
+    from .plugin import case_data
+
+    rows = []
+    for c in cases:
+        t0 = time.perf_counter()
+        data = case_data(c, 0, None, dot)
+        t1 = time.perf_counter()
+        run = adapter.run(data, device, reps=reps)
+        t2 = time.perf_counter()
+        verdict = judge(data, run.values, adapter.profile(device))
+        t3 = time.perf_counter()
+        kernel = run.seconds * (reps + 1)
+        ref = data.extra["reference_s"]
+        total = t3 - t0
+        rows.append({"case": c, "total": total, "kernel": kernel, "reference": ref,
+                     "inputs": t1 - t0 - ref, "run": t2 - t1, "judge": t3 - t2,
+                     "overhead": total - kernel - ref, "passed": verdict.passed})
+    return rows
+
+
+def standalone_seconds(kw: dict, device: str, loop: int = 50, warmup: int = 10) -> float:
+    """Seconds per ``torch._scaled_mm(**kw)`` call: device events around ``loop`` calls."""
+    import torch
+
+    mod = getattr(torch, device)
+    for _ in range(warmup):
+        torch._scaled_mm(**kw)
+    mod.synchronize()
+    start, end = mod.Event(enable_timing=True), mod.Event(enable_timing=True)
+    start.record()
+    for _ in range(loop):
+        torch._scaled_mm(**kw)
+    end.record()
+    mod.synchronize()
+    return start.elapsed_time(end) / 1e3 / loop
+
+
+def bench_fidelity(adapter, device: str, cases, reps: int) -> list[dict]:
+    """Per case: the suite's TFLOP/s (``adapter.run``) and the standalone benchmark's, on the
+    same tensors (``adapter.inputs``); their ratio."""
+    from golden.cases import build
+
+    rows = []
+    for c in cases:
+        data = build(c, 0, with_bound=False)
+        suite = adapter.run(data, device, reps=reps).seconds  # the figure a case records
+        alone = standalone_seconds(adapter.inputs(data, device), device)
+        flops = 2 * c.M * c.N * c.K
+        rows.append({"case": c, "suite_s": suite, "alone_s": alone,
+                     "suite_tflops": flops / suite / 1e12, "alone_tflops": flops / alone / 1e12,
+                     "ratio": alone / suite})
+    return rows
+
+
+def print_overhead(rows: list[dict], label: str) -> float:
+    """One line per case and the overall ratio: overhead / (kernel + reference)."""
+    print(f"  reference {label}:")
+    print(f"  {'M x N x K':>20} {'total s':>8} {'kernel s':>9} {'ref s':>7} {'inputs s':>8} "
+          f"{'run s':>7} {'judge s':>7} {'overhead':>9}")
+    for r in rows:
+        c = r["case"]
+        share = r["overhead"] / (r["kernel"] + r["reference"])
+        print(f"  {f'{c.M}x{c.N}x{c.K}':>20} {r['total']:8.3f} {r['kernel']:9.5f} "
+              f"{r['reference']:7.3f} {r['inputs']:8.3f} {r['run']:7.3f} {r['judge']:7.3f} "
+              f"{share:9.2f}")
+    over = sum(r["overhead"] for r in rows)
+    base = sum(r["kernel"] + r["reference"] for r in rows)
+    ratio = over / base
+    print(f"suite overhead, reference {label}: {over:.1f} s over kernel + reference "
+          f"{base:.1f} s = {ratio:.2f} (target < 0.20); {sum(r['passed'] for r in rows)}/"
+          f"{len(rows)} cases passed")
+    return ratio
+
+
+def print_fidelity(rows: list[dict]) -> float:
+    print(f"  {'M x N x K':>20} {'suite TFLOP/s':>14} {'standalone':>11} {'ratio':>6}")
+    for r in rows:
+        c = r["case"]
+        print(f"  {f'{c.M}x{c.N}x{c.K}':>20} {r['suite_tflops']:14.1f} {r['alone_tflops']:11.1f} "
+              f"{r['ratio']:6.3f}")
+    big = [r for r in rows if 2 * r["case"].M * r["case"].N * r["case"].K >= 1e11]
+    worst = max(abs(1 - r["ratio"]) for r in (big or rows))
+    print(f"throughput fidelity (suite / standalone - 1, worst over {len(big or rows)} cases of "
+          f">= 0.1 TFLOP): {worst:.3f} (target <= 0.05)")
+    return worst
