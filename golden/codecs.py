@@ -122,11 +122,11 @@ def decode(codes, fmt: FloatFormat | str) -> np.ndarray:
         raise TypeError(f"decode expects integer codes of {fmt.name}, got dtype {codes.dtype}")
     table = decode_table(fmt.name)
     flat = codes.reshape(-1)
-    wide = flat.dtype.itemsize * 8 > fmt.storage_bits
-    if wide and flat.size and (int(flat.min()) < 0 or int(flat.max()) >= table.size):
-        bad = int(flat.min()) if int(flat.min()) < 0 else int(flat.max())
-        raise ValueError(f"code {bad} is not a code of {fmt.name} (0 .. {table.size - 1}); "
-                         "pass the codes' raw bits")
+    if flat.dtype.itemsize * 8 > fmt.storage_bits and flat.size:  # a wider dtype: check range
+        lo, hi = int(flat.min()), int(flat.max())
+        if lo < 0 or hi >= table.size:
+            raise ValueError(f"code {lo if lo < 0 else hi} is not a code of {fmt.name} "
+                             f"(0 .. {table.size - 1}); pass the codes' raw bits")
     if flat.dtype.kind == "i":  # same-width signed codes: their bits (int8 -1 is code 0xFF)
         flat = flat.view(np.dtype(f"u{flat.dtype.itemsize}"))
     out = np.empty(flat.shape, np.float64)

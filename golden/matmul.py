@@ -111,9 +111,14 @@ def exact_dot_terms(a_vals: np.ndarray, fmt_a: str, b_vals: np.ndarray, fmt_b: s
 
 def abs_dot(a_vals: np.ndarray, b_vals: np.ndarray) -> np.ndarray:
     """``sum_k |A||B|`` rounded upward enough to be an upper bound (relative slack K * 2**-52)."""
-    k = a_vals.shape[1]
-    s = np.abs(a_vals) @ np.abs(b_vals)
-    return s * (1.0 + (k + 2) * 2.0**-52)
+    return _round_up(np.abs(a_vals) @ np.abs(b_vals), a_vals.shape[1])
+
+
+def _round_up(s: np.ndarray, k: int) -> np.ndarray:
+    """``s`` (a float64 sum of ``k`` non-negative terms) times ``1 + (k + 2) 2**-52``, in place:
+    above the exact sum whatever the summation order."""
+    s *= 1.0 + (k + 2) * 2.0**-52
+    return s
 
 
 # --- one-band GEMMs straight from the codes -------------------------------------------------
@@ -195,10 +200,22 @@ def abs_dot_codes(a_codes: np.ndarray, fmt_a: str, b_codes: np.ndarray, fmt_b: s
     ta, tb = _abs_table(fmt_a), _abs_table(fmt_b)
     if not single_band(fmt_a, fmt_b, k):
         return abs_dot(_lookup(ta, a_codes), _lookup(tb, b_codes))
-    s = np.empty((m, n))
-    for (rows, cols), blk in (dot or numpy_dot)(a_codes, b_codes, ta, tb):
-        s[rows, cols] = blk
-    return s * (1.0 + (k + 2) * 2.0**-52)
+    blocks = (dot or numpy_dot)(a_codes, b_codes, ta, tb)
+    return _round_up(_gather(blocks, (m, n), lambda rows, cols, blk: blk), k)
+
+
+def _gather(blocks, shape: tuple[int, int], fn) -> np.ndarray:
+    """The ``shape`` array of ``fn(rows, cols, block)`` over a dot's blocks. A block that
+    covers the whole output (small operands, a device dot) is returned as is, not copied."""
+    y = None
+    for (rows, cols), blk in blocks:
+        part = fn(rows, cols, blk)
+        if part.shape == shape:
+            return part
+        if y is None:
+            y = np.empty(shape)
+        y[rows, cols] = part
+    return y
 
 
 # --- correct rounding ---------------------------------------------------------------------
@@ -316,14 +333,14 @@ def _nonfinite_codes(codes: np.ndarray, fmt: str) -> np.ndarray:
 
 def _round_blocks(a_codes, fmt_a, b_codes, fmt_b, sa, sb, c, out: FloatFormat, dot):
     """Correctly rounded ``sa sb (A @ B) + c`` from a dot's exact blocks, block by block."""
-    m, n = a_codes.shape[0], b_codes.shape[1]
     ta, tb = decode_table(get_format(fmt_a).name), decode_table(get_format(fmt_b).name)
-    y = np.empty((m, n))
-    for (rows, cols), blk in dot(a_codes, b_codes, ta, tb):
-        y[rows, cols] = _round_terms([blk], sa[rows] if sa.shape[0] > 1 else sa,
-                                     sb[:, cols] if sb.shape[1] > 1 else sb,
-                                     c[:, cols] if c.shape[1] > 1 else c, out, blk.shape)
-    return y
+
+    def rounded(rows, cols, blk):
+        return _round_terms([blk], sa[rows] if sa.shape[0] > 1 else sa,
+                            sb[:, cols] if sb.shape[1] > 1 else sb,
+                            c[:, cols] if c.shape[1] > 1 else c, out, blk.shape)
+
+    return _gather(dot(a_codes, b_codes, ta, tb), (a_codes.shape[0], b_codes.shape[1]), rounded)
 
 
 def _nonfinite_lines(codes: np.ndarray, fmt: str, axis: int) -> np.ndarray:
