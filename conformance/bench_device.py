@@ -13,10 +13,9 @@ around ``loop`` back-to-back calls after a warm-up.
 
 from __future__ import annotations
 
-import time
-
 from golden.cases import Case
 
+from .bench import target
 from .matrix import LLM_M, llm_shapes
 
 __all__ = ["overhead_cases", "fidelity_cases", "bench_overhead", "bench_fidelity",
@@ -46,24 +45,17 @@ def overhead_cases(ms=(1, 33, 1023, 8192), shapes=None) -> list[Case]:
 
 def bench_overhead(adapter, device: str, cases, reps: int, dot) -> list[dict]:
     """Per case: total, kernel, reference and overhead seconds (see the module docstring)."""
-    from .checks import judge
-    from .plugin import case_data
+    from .bench import time_case
 
     rows = []
     for c in cases:
-        t0 = time.perf_counter()
-        data = case_data(c, 0, None, dot)
-        t1 = time.perf_counter()
-        run = adapter.run(data, device, reps=reps)
-        t2 = time.perf_counter()
-        verdict = judge(data, run.values, adapter.profile(device))
-        t3 = time.perf_counter()
-        kernel = run.seconds * (reps + 1)
-        ref = data.extra["reference_s"]
-        total = t3 - t0
+        r = time_case(adapter, device, c, None, dot, reps)
+        kernel = r["run"].seconds * (reps + 1)
+        ref = r["data"].extra["reference_s"]
+        total = r["data_s"] + r["run_s"] + r["judge_s"]
         rows.append({"case": c, "total": total, "kernel": kernel, "reference": ref,
-                     "inputs": t1 - t0 - ref, "run": t2 - t1, "judge": t3 - t2,
-                     "overhead": total - kernel - ref, "passed": verdict.passed})
+                     "inputs": r["data_s"] - ref, "run": r["run_s"], "judge": r["judge_s"],
+                     "overhead": total - kernel - ref, "passed": r["verdict"].passed})
     return rows
 
 
@@ -116,7 +108,7 @@ def print_overhead(rows: list[dict], label: str) -> float:
     base = sum(r["kernel"] + r["reference"] for r in rows)
     ratio = over / base
     print(f"suite overhead, reference {label}: {over:.1f} s over kernel + reference "
-          f"{base:.1f} s = {ratio:.2f} (target < 0.20); {sum(r['passed'] for r in rows)}/"
+          f"{base:.1f} s = {ratio:.2f} ({target('overhead')}); {sum(r['passed'] for r in rows)}/"
           f"{len(rows)} cases passed")
     return ratio
 
@@ -130,5 +122,5 @@ def print_fidelity(rows: list[dict]) -> float:
     big = [r for r in rows if 2 * r["case"].M * r["case"].N * r["case"].K >= 1e11]
     worst = max(abs(1 - r["ratio"]) for r in (big or rows))
     print(f"throughput fidelity (suite / standalone - 1, worst over {len(big or rows)} cases of "
-          f">= 0.1 TFLOP): {worst:.3f} (target <= 0.05)")
+          f">= 0.1 TFLOP): {worst:.3f} ({target('fidelity')})")
     return worst
