@@ -22,12 +22,14 @@ __all__ = [
     "encode",
     "decode",
     "decode_table",
+    "encode_table",
     "code_dtype",
     "spacing",
     "OVERFLOW_MODES",
 ]
 
 OVERFLOW_MODES = ("ieee", "saturate")
+_EXP_FIELD = np.uint64(0x7FF0_0000_0000_0000)
 
 
 def code_dtype(fmt: FloatFormat | str) -> np.dtype:
@@ -38,13 +40,21 @@ def code_dtype(fmt: FloatFormat | str) -> np.dtype:
 def spacing(x, fmt: FloatFormat | str) -> np.ndarray:
     """Distance from ``|x|`` to the next larger value of ``fmt`` (finite x).
 
-    Zero and subnormals get the subnormal spacing ``2**(emin - man_bits)``.
+    Zero and subnormals get the subnormal spacing ``2**(emin - man_bits)``. Read off the
+    float64 bits: the power of two at or below ``|x|`` (its exponent field alone), at least
+    ``2**emin``, times ``2**-man_bits``, every step exact. A non-finite ``x`` gets
+    ``2**(max(-1, emin) - man_bits)`` (what the frexp formula gave).
     """
     fmt = get_format(fmt)
-    ax = np.abs(np.asarray(x, np.float64))
-    _, e = np.frexp(ax)
-    e = np.where(ax == 0, fmt.emin + 1, e)  # frexp(0) gives 0, which is no exponent at all
-    return np.ldexp(1.0, np.maximum(e - 1, fmt.emin) - fmt.man_bits)
+    x = np.asarray(x, np.float64)
+    ax = np.abs(np.atleast_1d(x))
+    out = np.maximum((ax.view(np.uint64) & _EXP_FIELD).view(np.float64), fmt.min_normal)
+    out *= 2.0 ** -fmt.man_bits
+    with np.errstate(invalid="ignore"):
+        odd = ~(ax < np.inf)
+    if odd.any():
+        out[odd] = 2.0 ** (max(-1, fmt.emin) - fmt.man_bits)
+    return out.reshape(x.shape)
 
 
 def _check_overflow(overflow: str) -> None:
@@ -56,15 +66,31 @@ def round_unbounded(x, fmt: FloatFormat | str) -> np.ndarray:
     """``x`` rounded to nearest-even at ``fmt``'s precision and subnormal range, with the
     exponent unbounded above (no overflow handling), as float64.
 
-    Exact: the quantum of each element is a power of two, so scaling by it is exact and
-    ``np.rint`` (IEEE round-half-even) does the only rounding.
+    Exact. At or above ``fmt``'s smallest normal the rounding is done on the float64 bits:
+    adding half a quantum (less one, plus the kept last bit: ties go to even) and clearing the
+    dropped bits rounds the significand to ``man_bits`` bits, a carry moving into the
+    exponent as it should (up to inf past float64's range). Below it (and for NaN) the quantum
+    is the fixed power of two ``2**(emin - man_bits)``: scaling by it is exact and ``np.rint``
+    (IEEE round-half-even) does the only rounding.
     """
     fmt = get_format(fmt)
     x = np.asarray(x, dtype=np.float64)
-    with np.errstate(invalid="ignore", over="ignore"):
-        _, e = np.frexp(x)  # |x| = m * 2**e, m in [0.5, 1)
-        q = np.maximum(e - 1, fmt.emin) - fmt.man_bits  # quantum (ulp) exponent per element
-        return np.asarray(np.ldexp(np.rint(np.ldexp(x, -q)), q))
+    drop = 52 - fmt.man_bits  # float64 significand bits below fmt's last one
+    if drop <= 0:
+        return x.copy()
+    bits = np.atleast_1d(x).view(np.uint64)
+    r = bits >> np.uint64(drop)
+    r &= np.uint64(1)
+    r += bits
+    r += np.uint64((1 << (drop - 1)) - 1)
+    r &= np.uint64(~((1 << drop) - 1) & (2**64 - 1))
+    out = r.view(np.float64).reshape(x.shape)
+    with np.errstate(invalid="ignore"):
+        low = ~(np.abs(x) >= fmt.min_normal)  # below the normal range, or NaN
+        if low.any():
+            q = fmt.emin - fmt.man_bits
+            out[low] = np.rint(x[low] * 2.0**-q) * 2.0**q
+    return out
 
 
 def round_to_format(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.ndarray:
@@ -153,25 +179,29 @@ def encode(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.ndarray:
         else:  # bf16: the top half of the float32 bits, exact since r is representable
             code = (r.astype(np.float32).view(np.uint32) >> 16).astype(np.uint16)
         return np.where(np.isnan(r), code.dtype.type(fmt.nan_code), code)
-    return _encode_small(np.atleast_1d(r), fmt).reshape(r.shape)
+    # r is a value of fmt (or +-inf, NaN): exact in float32, and its top 16 bits (its bf16
+    # bits: FP8 significands have at most 3 bits) are a key to its code.
+    key = np.atleast_1d(r).astype(np.float32).view(np.uint32) >> np.uint32(16)
+    return encode_table(fmt.name).take(key, mode="clip").reshape(r.shape)
 
 
-def _encode_small(r: np.ndarray, fmt: FloatFormat) -> np.ndarray:
-    """Codes of already-rounded float64 values of a narrow (8-bit) format."""
-    nan = np.isnan(r)
-    inf = np.isinf(r)
-    a = np.where(nan | inf, 0.0, np.abs(r))
-    _, e = np.frexp(a)
-    normal = a >= fmt.min_normal
-    biased = np.where(normal, e - 1 + fmt.bias, 0)
-    q = np.where(normal, e - 1, fmt.emin) - fmt.man_bits
-    mant = np.ldexp(a, -q).astype(np.int64)
-    frac = np.where(normal, mant - (1 << fmt.man_bits), mant)
-    code = (biased << fmt.man_bits) | frac
-    sign = np.signbit(r) & ~nan
-    code = code | (sign.astype(np.int64) << (fmt.storage_bits - 1))
-    if inf.any():
-        top = ((1 << fmt.exp_bits) - 1) << fmt.man_bits
-        code[inf] = top | (np.signbit(r[inf]).astype(np.int64) << (fmt.storage_bits - 1))
-    code[nan] = fmt.nan_code
-    return code.astype(code_dtype(fmt))
+@cache
+def encode_table(fmt_name: str) -> np.ndarray:
+    """Code of an 8-bit format's value, indexed by that value's bf16 bits (read-only).
+
+    Every value of the format (and +-inf where it has them) is a bf16 value; every other
+    key, NaN included, holds the format's NaN code.
+    """
+    fmt = get_format(fmt_name)
+    if fmt.storage_bits != 8:
+        raise ValueError(f"encode_table is for 8-bit formats, not {fmt.name}")
+    vals = decode_table(fmt.name)
+    codes = np.flatnonzero(~np.isnan(vals))
+    keys = vals[codes].astype(np.float32).view(np.uint32) >> 16
+    exact = (keys << np.uint32(16)).view(np.float32).astype(np.float64) == vals[codes]
+    if not exact.all() or np.unique(keys).size != keys.size:  # a format bf16 cannot key
+        raise ValueError(f"{fmt.name} has values that are not distinct bf16 values")
+    table = np.full(1 << 16, fmt.nan_code, np.uint8)
+    table[keys] = codes
+    table.flags.writeable = False
+    return table

@@ -33,7 +33,16 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from golden.codecs import OVERFLOW_MODES, code_dtype, decode, encode, round_to_format
+from golden.codecs import (
+    OVERFLOW_MODES,
+    code_dtype,
+    decode,
+    encode,
+    encode_table,
+    round_to_format,
+    round_unbounded,
+    spacing,
+)
 from golden.formats import FORMATS, FP8_FORMATS, OUT_FORMATS, get_format
 
 # NumPy-side dtype of each format: ml_dtypes', or numpy's own for fp16/fp32.
@@ -622,3 +631,70 @@ def test_decode_takes_codes_of_any_integer_dtype_and_refuses_out_of_range(fmt):
     for bad in (n, -1):
         with pytest.raises(ValueError, match=f"code {bad} is not a code of {f.name}"):
             decode(np.array([0, bad], np.int64), fmt)
+
+
+def _frexp_round_unbounded(x, f):
+    """The textbook definition ``round_unbounded`` computes on the bits: quantum exponent
+    ``max(floor(log2|x|), emin) - man_bits``, scale, ``rint``, scale back."""
+    with np.errstate(invalid="ignore", over="ignore"):
+        _, e = np.frexp(x)
+        q = np.maximum(e - 1, f.emin) - f.man_bits
+        return np.ldexp(np.rint(np.ldexp(x, -q)), q)
+
+
+def _frexp_spacing(x, f):
+    ax = np.abs(x)
+    with np.errstate(invalid="ignore"):
+        _, e = np.frexp(ax)
+    e = np.where(ax == 0, f.emin + 1, e)
+    return np.ldexp(1.0, np.maximum(e - 1, f.emin) - f.man_bits)
+
+
+def _float64_sample(n: int) -> np.ndarray:
+    """Random float64 bit patterns (NaNs with any payload, subnormals, huge values), values
+    spread over every format's range, each format's values and midpoints, and the edges."""
+    rng = np.random.default_rng(20261124)
+    raw = rng.integers(0, 2**64, n, dtype=np.uint64).view(np.float64)
+    spread = rng.standard_normal(n) * np.exp2(rng.integers(-160, 160, n))
+    grids = []
+    for f in FORMATS.values():
+        if f.storage_bits <= 16:
+            v = decode(np.arange(1 << f.storage_bits), f)
+            grids += [v, v * (1 + 2.0 ** -(f.man_bits + 1)), np.nextafter(v, np.inf)]
+    edges = np.array([0.0, -0.0, np.inf, -np.inf, 5e-324, -5e-324, 2.2250738585072014e-308,
+                      1.7976931348623157e308, -1.7976931348623157e308])
+    ones = np.array([0x7FFFFFFFFFFFFFFF, 0xFFFFFFFFFFFFFFFF], np.uint64).view(np.float64)
+    return np.concatenate([raw, spread, *grids, edges, ones])
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
+def test_bit_level_rounding_and_spacing_match_the_frexp_definitions(fmt):
+    """``round_unbounded`` and ``spacing`` work on the float64 bits (6x faster than frexp and
+    ldexp); they must give the frexp formulas' bits on every input, NaN payloads aside."""
+    f = get_format(fmt)
+    x = _float64_sample(200_000)
+    got, want = round_unbounded(x, f), _frexp_round_unbounded(x, f)
+    same = (got.view(np.uint64) == want.view(np.uint64)) | (np.isnan(got) & np.isnan(want))
+    assert same.all(), f"{fmt}: round_unbounded({x[~same][:4]}) = {got[~same][:4]}, want {want[~same][:4]}"
+    got, want = spacing(x, f), _frexp_spacing(x, f)
+    same = got.view(np.uint64) == want.view(np.uint64)
+    assert same.all(), f"{fmt}: spacing({x[~same][:4]}) = {got[~same][:4]}, want {want[~same][:4]}"
+    for z in (1.5, np.float64(-3.0), np.array(2.5)):  # scalars and 0-d stay 0-d
+        assert round_unbounded(z, f).shape == () and spacing(z, f).shape == ()
+
+
+@pytest.mark.parametrize("fmt", FP8_FORMATS)
+def test_encode_table_keys_every_value_and_nothing_else(fmt):
+    """The FP8 encoder looks codes up by bf16 bits: each non-NaN code under its value's key,
+    the NaN code under every other key."""
+    f = get_format(fmt)
+    table = encode_table(fmt)
+    vals = decode(np.arange(256), f)
+    keyed = np.flatnonzero(table != f.nan_code)
+    for code in np.flatnonzero(~np.isnan(vals)):
+        key = int(np.float32(vals[code]).view(np.uint32)) >> 16
+        assert table[key] == code, f"{fmt} code {code:#04x} ({vals[code]}) under key {key:#06x}"
+    assert keyed.size == np.count_nonzero(~np.isnan(vals))
+    assert not table.flags.writeable
+    with pytest.raises(ValueError, match="8-bit formats, not bf16"):
+        encode_table("bf16")
