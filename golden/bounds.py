@@ -131,11 +131,16 @@ def ulp(x, fmt: FloatFormat | str) -> np.ndarray:
 
 
 def extended(y, fmt: FloatFormat | str) -> np.ndarray:
-    """``y`` with +-inf replaced by the signed overflow threshold of ``fmt`` (max + ulp/2)."""
+    """``y`` with +-inf replaced by the signed overflow threshold of ``fmt`` (max + ulp/2).
+
+    Without infinities that is ``y`` itself (float64; not a copy): treat it as read-only."""
     fmt = get_format(fmt)
     y = np.asarray(y, np.float64)
+    inf = np.isinf(y)
+    if not inf.any():
+        return y
     thr = fmt.max + float(ulp(fmt.max, fmt)) / 2
-    return np.where(np.isinf(y), np.copysign(thr, y), y)
+    return np.where(inf, np.copysign(thr, y), y)
 
 
 def element_bound(expected, absdot, scale, bias, k: int, out_fmt, profile: AccumProfile,
