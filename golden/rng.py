@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import math
 import operator
+import threading
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -46,16 +48,41 @@ def stream_key(key: str, seed: int, stream: str) -> int:
 
 def splitmix64(skey: int, start: int, count: int) -> np.ndarray:
     """Outputs ``start .. start+count-1`` of SplitMix64 seeded with ``skey`` (uint64 array)."""
+    out = np.empty(count, _U64)
+    for lo in range(0, count, CHUNK):
+        hi = min(count, lo + CHUNK)
+        out[lo:hi] = _splitmix_chunk(skey, start + lo, hi - lo)
+    return out
+
+
+def _splitmix_chunk(skey: int, start: int, count: int) -> np.ndarray:
+    """``splitmix64(skey, start, count)`` for ``count <= CHUNK``, computed in this thread's
+    scratch buffers and returned as a view of them (valid until the next call): fresh
+    half-megabyte temporaries cost more in page faults than the arithmetic."""
+    ws = _scratch()
+    z, t = ws.raw[:count], ws.tmp[:count]
     with np.errstate(over="ignore"):
-        z = np.arange(start + 1, start + 1 + count, dtype=_U64)
+        np.add(ws.iota[:count], _U64(start), out=z)  # counters start+1 .. start+count
         z *= _GAMMA
         z += _U64(skey)
-        z ^= z >> _S30
+        z ^= np.right_shift(z, _S30, out=t)
         z *= _MUL1
-        z ^= z >> _S27
+        z ^= np.right_shift(z, _S27, out=t)
         z *= _MUL2
-        z ^= z >> _S31
+        z ^= np.right_shift(z, _S31, out=t)
     return z
+
+
+_local = threading.local()
+
+
+def _scratch():
+    """This thread's buffers of CHUNK words: ``iota`` (1 .. CHUNK), ``raw`` and ``tmp``."""
+    ws = getattr(_local, "ws", None)
+    if ws is None:
+        ws = _local.ws = SimpleNamespace(iota=np.arange(1, CHUNK + 1, dtype=_U64),
+                                         raw=np.empty(CHUNK, _U64), tmp=np.empty(CHUNK, _U64))
+    return ws
 
 
 def _shape(shape) -> tuple[int, ...]:
@@ -89,7 +116,7 @@ class Bits:
         step = max(1, CHUNK // per)
         for lo in range(0, n, step):
             hi = min(n, lo + step)
-            raw = splitmix64(skey, lo * per, (hi - lo) * per)
+            raw = _splitmix_chunk(skey, lo * per, (hi - lo) * per)  # scratch: fn may write it
             out[lo:hi] = fn(raw.reshape(hi - lo, per) if per > 1 else raw)
         return out.reshape(shape)
 
@@ -139,13 +166,12 @@ def _uniform53(u: np.ndarray) -> np.ndarray:
 
 
 def _irwin_hall12(w: np.ndarray) -> np.ndarray:
-    h = w >> _S32
-    w &= _LO32
-    w += h  # two 32-bit integers per word, summed: < 2**33
-    s = w[:, 0] + w[:, 1]
-    for j in range(2, 6):
-        s += w[:, j]  # < 2**36
-    return (s.astype(np.int64) - (6 << 32)).astype(np.float64) * 2.0**-32
+    u = w.view(np.uint32).reshape(len(w), 12)  # the twelve 32-bit halves, in any order
+    s = u[:, 0].astype(np.int64)
+    for j in range(1, 12):
+        s += u[:, j]  # < 12 * 2**32
+    s -= 6 << 32
+    return s.astype(np.float64) * 2.0**-32
 
 
 def _mulhi(u: np.ndarray, r: int) -> np.ndarray:

@@ -159,6 +159,24 @@ def test_splitmix64_matches_reference():
     assert splitmix64(2**64 - 1, 0, 3).tolist() == _splitmix_ref(2**64 - 1, 3)
 
 
+def test_draws_across_the_scratch_chunks_match_the_reference():
+    """The generator works in per-thread scratch buffers of CHUNK words: draws that cross a
+    chunk, and Irwin-Hall normals (6 words each) of more than one chunk, keep their values."""
+
+    key = stream_key("k", 3, "s")
+    n = rng.CHUNK + 40
+    ref = _splitmix_ref(key, n)
+    assert splitmix64(key, 0, n).tolist() == ref
+    assert splitmix64(key, rng.CHUNK - 7, 20).tolist() == ref[rng.CHUNK - 7:rng.CHUNK + 13]
+    b = Bits("k", 3)
+    normal = b.normal("s", rng.CHUNK // 6 + 5)
+    words = _splitmix_ref(stream_key("k", 3, "s"), 6 * normal.size)
+    for i in (0, rng.CHUNK // 6 - 1, rng.CHUNK // 6, normal.size - 1):
+        halves = sum((w >> 32) + (w & 0xFFFFFFFF) for w in words[6 * i:6 * i + 6])
+        assert normal[i] == (halves - (6 << 32)) * 2.0**-32, i
+    assert b.uint64("s", n).tolist() == ref  # the scratch is not handed out
+
+
 def test_stream_key_separates_parts():
     keys = {
         stream_key("ab", 1, "c"),
