@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from . import quant
 from .codecs import decode, encode, round_to_format
@@ -282,6 +283,13 @@ def _draw_scales(bits: Bits, stream: str, n: int) -> np.ndarray:
     return np.ldexp(1.0 + f, e).astype(np.float32)
 
 
+# A small case's GEMMs (at most 256**3 multiply-adds) run on one BLAS thread: no slower alone,
+# and 1.5x faster beside a CPU kernel whose threads still spin (torch's after _scaled_mm) or
+# another xdist worker; larger cases keep every BLAS thread.
+SMALL_GEMM = 1 << 24
+_BLAS = ThreadpoolController()
+
+
 def build(case: Case, seed: int = 0, with_bound: bool = True, dot=None) -> CaseData:
     """Generate the case's inputs from (id, seed) and compute the reference output.
 
@@ -290,6 +298,13 @@ def build(case: Case, seed: int = 0, with_bound: bool = True, dot=None) -> CaseD
     the W8A8 GEMMs where they are exact in any order (``golden.matmul.numpy_dot`` by default;
     the suite's ``--reference-device`` passes one that runs on an accelerator): same bits.
     """
+    if case.M * case.N * case.K > SMALL_GEMM:
+        return _build(case, seed, with_bound, dot)
+    with _BLAS.limit(limits=1, user_api="blas"):
+        return _build(case, seed, with_bound, dot)
+
+
+def _build(case: Case, seed: int, with_bound: bool, dot) -> CaseData:
     bits = Bits(case.id, seed)
     if case.a in GROUPED_SCHEMES:
         return _build_grouped(case, seed, bits, with_bound)
