@@ -19,6 +19,7 @@ from .formats import FloatFormat, get_format
 __all__ = [
     "round_to_format",
     "round_unbounded",
+    "round_bits",
     "encode",
     "decode",
     "decode_table",
@@ -62,29 +63,36 @@ def _check_overflow(overflow: str) -> None:
         raise ValueError(f"overflow={overflow!r} is not one of {OVERFLOW_MODES}")
 
 
-def round_unbounded(x, fmt: FloatFormat | str) -> np.ndarray:
-    """``x`` rounded to nearest-even at ``fmt``'s precision and subnormal range, with the
-    exponent unbounded above (no overflow handling), as float64.
-
-    Exact. At or above ``fmt``'s smallest normal the rounding is done on the float64 bits:
-    adding half a quantum (less one, plus the kept last bit: ties go to even) and clearing the
-    dropped bits rounds the significand to ``man_bits`` bits, a carry moving into the
-    exponent as it should (up to inf past float64's range). Below it (and for NaN) the quantum
-    is the fixed power of two ``2**(emin - man_bits)``: scaling by it is exact and ``np.rint``
-    (IEEE round-half-even) does the only rounding.
-    """
-    fmt = get_format(fmt)
-    x = np.asarray(x, dtype=np.float64)
-    drop = 52 - fmt.man_bits  # float64 significand bits below fmt's last one
-    if drop <= 0:
-        return x.copy()
-    bits = np.atleast_1d(x).view(np.uint64)
+def round_bits(bits: np.ndarray, man_bits: int) -> np.ndarray:
+    """float64 bit patterns (uint64) with the significand rounded to nearest-even at
+    ``man_bits`` fraction bits, as a new uint64 array: half a quantum (less one, plus the kept
+    last bit: ties go to even) is added and the dropped bits cleared, a carry moving into the
+    exponent as it should (up to inf past float64's range). Right for finite values whose
+    quantum is set by their own exponent (normal numbers of the target format); not for NaN."""
+    drop = 52 - man_bits  # float64 significand bits below the kept ones, >= 1
     r = bits >> np.uint64(drop)
     r &= np.uint64(1)
     r += bits
     r += np.uint64((1 << (drop - 1)) - 1)
     r &= np.uint64(~((1 << drop) - 1) & (2**64 - 1))
-    out = r.view(np.float64).reshape(x.shape)
+    return r
+
+
+def round_unbounded(x, fmt: FloatFormat | str) -> np.ndarray:
+    """``x`` rounded to nearest-even at ``fmt``'s precision and subnormal range, with the
+    exponent unbounded above (no overflow handling), as float64.
+
+    Exact. At or above ``fmt``'s smallest normal the float64 bits are rounded
+    (:func:`round_bits`). Below it (and for NaN) the quantum is the fixed power of two
+    ``2**(emin - man_bits)``: scaling by it is exact and ``np.rint`` (IEEE round-half-even)
+    does the only rounding.
+    """
+    fmt = get_format(fmt)
+    x = np.asarray(x, dtype=np.float64)
+    if fmt.man_bits >= 52:
+        return x.copy()
+    out = round_bits(np.atleast_1d(x).view(np.uint64), fmt.man_bits).view(np.float64)
+    out = out.reshape(x.shape)
     with np.errstate(invalid="ignore"):
         low = ~(np.abs(x) >= fmt.min_normal)  # below the normal range, or NaN
         if low.any():

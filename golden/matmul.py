@@ -25,7 +25,7 @@ from functools import cache
 
 import numpy as np
 
-from .codecs import decode, decode_table, round_to_format, round_unbounded, spacing
+from .codecs import decode, decode_table, round_bits, round_to_format, round_unbounded, spacing
 from .formats import FloatFormat, get_format
 
 __all__ = [
@@ -396,9 +396,6 @@ def _round_single(s: np.ndarray, sa, sb, c, out: FloatFormat, shape) -> np.ndarr
     shift = 52 - out.man_bits
     half = np.uint64(1 << (shift - 1))
     low_mask = np.uint64((1 << shift) - 1)
-    keep_mask = ~low_mask
-    sh = np.uint64(shift)
-    one = np.uint64(1)
     has_bias = bool(np.any(c != 0))
     rows = max(1, _CHUNK // max(n, 1))
     for r0 in range(0, m, rows):
@@ -421,8 +418,7 @@ def _round_single(s: np.ndarray, sa, sb, c, out: FloatFormat, shape) -> np.ndarr
         else:
             slow = dist <= 8
         slow |= ~((ay >= out.min_normal) & (ay <= out.max))
-        rounded = (bits + (half - one) + ((bits >> sh) & one)) & keep_mask
-        res = rounded.view(np.float64)
+        res = round_bits(bits, out.man_bits).view(np.float64)
         if slow.any():
             idx = np.nonzero(slow)
             rr = idx[0] + r0
