@@ -152,6 +152,8 @@ def bench_fixed_cost(grid_name: str, backend: str | None, device: str | None,
     from kernel.base import Unsupported
     from kernel.registry import default_backend_and_device, get_backend
 
+    from .plugin import reads_store
+
     if backend is None:
         backend, auto = default_backend_and_device()
         device = device or auto
@@ -162,8 +164,7 @@ def bench_fixed_cost(grid_name: str, backend: str | None, device: str | None,
              and adapter.why_not(c, device) is None]
     t = {"read": [], "computed": [], "judge": [], "kernel": []}
     for c in cases:
-        entry = store.entry(c.id)
-        kind = "read" if entry is not None and entry.get("kind") == "stored" else "computed"
+        kind = "read" if reads_store(c, 0, store) else "computed"
         try:
             r = time_case(adapter, device, c, store)
         except Unsupported:

@@ -17,7 +17,7 @@ from .matrix import grid, grid_names
 from .tracking import EMULATED_PREFIX
 
 __all__ = ["addoption", "configure", "report_header", "generate_tests", "case_data", "SkipTally",
-           "InputTally", "INPUTS",
+           "InputTally", "INPUTS", "reads_store",
            "share_cores", "thread_share"]
 
 
@@ -131,18 +131,29 @@ def configure(config) -> None:
 INPUTS = {"read": Counter(), "computed": Counter()}  # this process's case inputs, by case id
 
 
+def _store_entry(case: Case, seed: int, store: Store | None) -> dict | None:
+    """The store's manifest entry for ``case`` (None: not there, or generated at another seed)."""
+    return store.entry(case.id) if store is not None and seed == store.seed else None
+
+
+def reads_store(case: Case, seed: int, store: Store | None) -> bool:
+    """Whether :func:`case_data` reads the case from a stored file (else it computes it)."""
+    entry = _store_entry(case, seed, store)
+    return entry is not None and entry.get("kind") == "stored"
+
+
 def case_data(case: Case, seed: int, store: Store | None, dot=None, tally: bool = False):
     """The case's inputs and reference: from the store where it holds the case (stored file,
     or the hash of the reference output for hash-only cases), else computed (``dot``: the
     ``--reference-device`` GEMM). The conformance tests pass ``tally=True`` to count it in
     :data:`INPUTS` (see :class:`InputTally`)."""
-    entry = store.entry(case.id) if store is not None and seed == store.seed else None
-    stored = entry is not None and entry.get("kind") == "stored"
+    stored = reads_store(case, seed, store)
     if tally:
         INPUTS["read" if stored else "computed"][(case.id, seed)] += 1
     if stored:
         return store.load(case)
     data = build(case, seed, dot=dot)
+    entry = _store_entry(case, seed, store)  # a hash-only case's output hash
     if entry is not None and output_hash(data.expected, case.out) != entry.get("sha256"):
         raise StoreError(f"case {case.id}: the reference output's hash differs from "
                          f"{store.manifest_path} (the reference changed; if on purpose, bump "
