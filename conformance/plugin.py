@@ -10,10 +10,9 @@ import pytest
 
 from golden.cases import Case, CaseError, build
 from golden.store import Store, StoreError, output_hash
-from kernel.registry import default_backend_and_device, enable_xpu_emulation, get_backend
 
-from .device_reference import make_dot
 from .matrix import grid, grid_names
+from .resolution import deferrable, resolve
 from .tracking import EMULATED_PREFIX
 
 __all__ = ["addoption", "configure", "report_header", "generate_tests", "case_data", "SkipTally",
@@ -82,42 +81,23 @@ def thread_share(workers: int) -> int:
 
 
 def configure(config) -> None:
-    """Validate options early (a usage error lists the valid values) and fix the defaults."""
+    """Validate options early (a usage error lists the valid values) and fix the defaults;
+    the xdist controller may resolve the backend later (``conformance.resolution``)."""
     share_cores(config)
     opt = config.option
     if opt.grid not in grid_names():
         raise pytest.UsageError(f"--grid={opt.grid!r} is unknown; valid grids: {', '.join(grid_names())}")
-    if opt.backend is None:
-        opt.backend, auto_device = default_backend_and_device()
-        opt.device = opt.device or auto_device
-    try:
-        adapter = get_backend(opt.backend)
-    except ValueError as exc:
-        raise pytest.UsageError(f"--backend={opt.backend!r}: {exc}") from None
-    if opt.emulate_xpu:
-        try:
-            enable_xpu_emulation(adapter, opt.backend)
-        except (ValueError, RuntimeError) as exc:
-            raise pytest.UsageError(str(exc)) from None
-    if opt.device is None:
-        devs = adapter.devices()
-        opt.device = devs[0] if devs else "cpu"
-    if opt.device not in ("cpu", "cuda", "xpu"):
+    if opt.device is not None and opt.device not in ("cpu", "cuda", "xpu"):
         raise pytest.UsageError(f"--device={opt.device!r} is unknown; valid devices: cpu, cuda, xpu")
-    if opt.timing_reps is None:
-        opt.timing_reps = 10 if opt.device in ("cuda", "xpu") else 3
-    if opt.timing_reps < 0:
+    if opt.timing_reps is not None and opt.timing_reps < 0:
         raise pytest.UsageError(f"--timing-reps={opt.timing_reps}: must be >= 0")
     if opt.case is not None:
         try:
             Case.from_id(opt.case)
         except CaseError as exc:
             raise pytest.UsageError(f"--case: {exc}") from None
-    try:
-        config._fp8_dot = make_dot(opt.reference_device)
-    except (ValueError, ImportError) as exc:
-        raise pytest.UsageError(f"--reference-device: {exc}") from None
-    config._fp8_adapter = adapter
+    if not deferrable(config):
+        resolve(config)
     config._fp8_store = None
     if opt.golden:
         try:
@@ -162,6 +142,7 @@ def case_data(case: Case, seed: int, store: Store | None, dot=None, tally: bool 
 
 
 def report_header(config) -> list[str]:
+    resolve(config)  # a deferred xdist controller resolves here, its workers already started
     opt = config.option
     adapter = config._fp8_adapter
     store = config._fp8_store
@@ -187,6 +168,7 @@ def generate_tests(metafunc) -> None:
         return
     opt = metafunc.config.option
     cases = [Case.from_id(opt.case)] if opt.case else grid(opt.grid)
+    resolve(metafunc.config)
     prefix = EMULATED_PREFIX if metafunc.config._fp8_adapter.emulated else ""
     metafunc.parametrize("case", cases, ids=[prefix + c.id for c in cases])
 

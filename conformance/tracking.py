@@ -22,6 +22,7 @@ partition depends on nothing but the ids, so every runner computes the same one.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import json
 import os
@@ -35,13 +36,22 @@ import pytest
 
 from .checks import rerun_command
 from .report import schema
-from .report.envelope import make_envelope
+from .report.envelope import make_envelope, run_fields
 from .report.write import write_reports
+from .resolution import adopt, resolve, resolved, worker_facts
 from .vllm_tables import report_tables
 
 __all__ = ["Tracker", "parse_shard", "in_shard", "case_of_nodeid"]
 
 SUITE_DIR = Path(__file__).resolve().parent
+
+
+@functools.cache
+def _in_suite(root: str, path: str) -> bool:
+    """Whether the test module at ``path`` (relative to ``root``, or absolute) is one of the
+    conformance modules; cached, since every report asks it (resolving the path took 0.2 ms,
+    three times a test, on the xdist controller)."""
+    return (Path(root) / path).resolve().parent == SUITE_DIR
 _REASON_LIMIT = 4000
 
 
@@ -155,11 +165,11 @@ class Tracker:
     def tracked(item) -> bool:
         """Conformance tests (modules of ``conformance/``) are tracked; the suite's own tests
         under ``tests/`` are not."""
-        return Path(item.path).resolve().parent == SUITE_DIR
+        return _in_suite("/", str(item.path))
 
     def _tracked_nodeid(self, nodeid: str) -> bool:
         """:meth:`tracked` for a report (the controller has node ids, not items)."""
-        return (self.config.rootpath / nodeid.split("::")[0]).resolve().parent == SUITE_DIR
+        return _in_suite(str(self.config.rootpath), nodeid.split("::")[0])
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -188,9 +198,13 @@ class Tracker:
                 node.workerinput["fp8_run_id"] = tracker.run_id
 
             def pytest_testnodedown(self, node, error):
-                """Take a finished worker's records (a crashed worker has none: see the files)."""
-                for rec in getattr(node, "workeroutput", {}).get("fp8_records", []):
+                """Take a finished worker's records (a crashed worker has none: see the files)
+                and, on a controller that has not resolved the backend, its resolution."""
+                output = getattr(node, "workeroutput", {})
+                for rec in output.get("fp8_records", []):
                     tracker.records[rec["key"]] = rec
+                if output.get("fp8_facts"):
+                    adopt(tracker.config, output["fp8_facts"])
 
         return XdistHooks()
 
@@ -231,9 +245,15 @@ class Tracker:
         if self._jsonl is not None:
             self._jsonl.close()
         if self.is_worker:
-            self.config.workeroutput["fp8_records"] = list(self.records.values())
+            out = self.config.workeroutput
+            out["fp8_records"] = list(self.records.values())
+            if resolved(self.config):
+                out["fp8_facts"] = worker_facts(self.config, self._run())
             return
         self._recover_from_files()
+        if not (self.records or self.crashed):
+            return  # no conformance test ran (e.g. the suite's own tests): no report
+        run = self._run()
         opt = self.config.option
         for nodeid, message in self.crashed.items():
             test, case = case_of_nodeid(nodeid)
@@ -241,14 +261,13 @@ class Tracker:
                 "key": nodeid, "test": test, "case": case, "verdict": "crashed",
                 "reason": message, "checks": ["crashed"],
                 "rerun": case and rerun_command(case, opt.backend, opt.device, opt.seed,
-                                                self.config._fp8_adapter.emulated),
+                                                run["emulated"]),
                 "metrics": {}, "duration_s": None, "worker": None}
-        if not self.records:
-            return  # no conformance test ran (e.g. the suite's own tests): no report
         try:
             records = list(self.records.values())
             tables = self.tables(records)  # first: it takes the tables off the records
-            self.paths = write_reports(self.envelope(), records, self.report_dir, tables=tables)
+            self.paths = write_reports(self.envelope(run), records, self.report_dir,
+                                       tables=tables)
         except Exception as exc:  # the run's verdicts stand; say what was not written
             self.write_error = f"{type(exc).__name__}: {exc}"
             session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
@@ -278,11 +297,21 @@ class Tracker:
                         continue  # a line cut short by a dying worker
                     self.records.setdefault(rec["key"], rec)
 
-    def envelope(self) -> dict:
+    def _run(self) -> dict:
+        """The envelope's run fields (``run_fields``): a worker's, on an xdist controller
+        that left resolution to its workers; else this process's own (resolved now if it
+        had not been)."""
+        run = getattr(self.config, "_fp8_run", None)
+        if run is None:
+            resolve(self.config)
+            run = run_fields(self.config._fp8_adapter, self.config.option.device)
+        return run
+
+    def envelope(self, run: dict | None = None) -> dict:
         opt = self.config.option
         args = self.config.invocation_params.args
         return make_envelope(
-            adapter=self.config._fp8_adapter, device=opt.device,
+            run=run or self._run(),
             grid="case" if opt.case else opt.grid, seed=opt.seed,
             shard=None if self.shard is None else f"{self.shard[0]}/{self.shard[1]}",
             golden=self.config._fp8_store is not None, timing_reps=opt.timing_reps,

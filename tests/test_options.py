@@ -9,6 +9,7 @@ profile) and ``picky`` (the reference, skipping every case whose M is not 17).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -144,6 +145,45 @@ def test_default_backend_is_named_in_the_header():
     header = [ln for ln in p.stdout.splitlines() if ln.startswith("fp8 conformance:")]
     assert len(header) == 1
     assert f"backend={want_backend} device={want_device} grid=smoke" in header[0], header
+
+
+CONTROLLER_PROBE = '''
+import os, sys
+
+
+def pytest_sessionfinish(session):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        with open(os.environ["FP8_PROBE_OUT"], "w") as f:
+            f.write(str("torch" in sys.modules))
+'''
+
+
+@pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "header"])
+def test_xdist_controller_leaves_the_default_backend_to_its_workers(pytester, quiet):
+    """With no --backend, the xdist controller does not import torch before its workers
+    start: quiet, never (the report takes the workers' resolution); with the header shown,
+    it resolves there. Either way the report's envelope is the serial run's."""
+    pytester.makepyfile(fp8_controller_probe=CONTROLLER_PROBE)
+    envelopes = {}
+    for label, args in (("serial", ["-n", "0"]), ("xdist", ["-n", "2"])):
+        out = pytester.path / label
+        probe = pytester.path / f"{label}.probe"
+        env = dict(os.environ, FP8_PROBE_OUT=str(probe),
+                   PYTHONPATH=os.pathsep.join([str(pytester.path), os.environ.get("PYTHONPATH", "")]))
+        env.pop("PYTEST_ADDOPTS", None)
+        env.pop("PYTEST_XDIST_WORKER", None)
+        cmd = [sys.executable, "-m", "pytest", "-p", "no:randomly", "-p", "fp8_controller_probe",
+               *(["-q"] if quiet else []), *args, "--grid=smoke", f"--report-dir={out}",
+               "conformance/test_scaled_mm.py"]
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+        assert ("fp8 conformance: backend=torch device=cpu" in p.stdout) is not quiet, p.stdout[:1500]
+        envelopes[label] = json.loads((out / "tolerance.json").read_text())["envelope"]
+        if label == "xdist":
+            assert probe.read_text() == str(not quiet)
+    fields = ("backend", "kernel", "emulated", "profile", "device", "device_name", "driver",
+              "runtime", "peak_tflops", "timing_reps", "versions")
+    assert {k: envelopes["xdist"][k] for k in fields} == {k: envelopes["serial"][k] for k in fields}
 
 
 def test_case_option_collects_exactly_one_test():

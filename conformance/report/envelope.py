@@ -12,7 +12,7 @@ from pathlib import Path
 
 from kernel.peaks import peak_tflops
 
-__all__ = ["make_envelope", "versions", "device_info", "git_info", "peak_fields"]
+__all__ = ["make_envelope", "run_fields", "versions", "device_info", "git_info", "peak_fields"]
 
 _ROOT = Path(__file__).resolve().parents[2]
 _PACKAGES = ("numpy", "ml_dtypes", "torch", "vllm", "pytest", "pytest-xdist")
@@ -89,9 +89,11 @@ def peak_fields(device_name: str) -> dict:
     return {"peak_tflops": peak, "peak_source": source}
 
 
-def make_envelope(*, adapter, device: str, grid: str, seed: int, shard: str | None, golden: bool,
-                  timing_reps: int, command: str, date: datetime.datetime | None = None) -> dict:
-    """The envelope of a run (``counts`` and ``merged_from`` are filled when records are known)."""
+def run_fields(adapter, device: str) -> dict:
+    """The envelope's fields about the kernel and the device it ran on: backend, kernel,
+    emulation, accumulation profile, device, its name, driver, runtime and FP8 peak. They
+    need the backend's libraries (torch), so an xdist worker computes them for its
+    controller."""
     why = adapter.why_unavailable(device)
     device_fields = device_info(device)
     return {
@@ -102,6 +104,20 @@ def make_envelope(*, adapter, device: str, grid: str, seed: int, shard: str | No
         "device": device,
         **device_fields,
         **peak_fields(device_fields["device_name"]),
+    }
+
+
+def make_envelope(*, adapter=None, device: str | None = None, run: dict | None = None,
+                  grid: str, seed: int, shard: str | None, golden: bool, timing_reps: int,
+                  command: str, date: datetime.datetime | None = None) -> dict:
+    """The envelope of a run (``counts`` and ``merged_from`` are filled when records are
+    known), from ``run`` (``run_fields``) or else from ``adapter`` and ``device``."""
+    if run is None:
+        if adapter is None or device is None:
+            raise TypeError("make_envelope needs run=run_fields(...) or both adapter and device")
+        run = run_fields(adapter, device)
+    return {
+        **run,
         "versions": versions(),
         "git": git_info(),
         "grid": grid,
