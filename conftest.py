@@ -20,6 +20,8 @@ def pytest_configure(config):
     plugin.configure(config)
     parse_shard(config.option.shard)
     config.pluginmanager.register(plugin.SkipTally(), "fp8-skip-tally")
+    idle = plugin.IdleHypothesis(config)
+    config.pluginmanager.register(idle, "fp8-idle-hypothesis")
     inputs = plugin.InputTally(config)
     config.pluginmanager.register(inputs, "fp8-input-tally")
     tracker = Tracker(config)
@@ -27,6 +29,7 @@ def pytest_configure(config):
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(tracker.xdist_hooks(), "fp8-tracker-xdist")
         config.pluginmanager.register(inputs.xdist_hooks(), "fp8-input-tally-xdist")
+        config.pluginmanager.register(idle.xdist_hooks(), "fp8-idle-hypothesis-xdist")
 
 
 def pytest_report_header(config):

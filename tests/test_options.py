@@ -186,6 +186,43 @@ def test_xdist_controller_leaves_the_default_backend_to_its_workers(pytester, qu
     assert {k: envelopes["xdist"][k] for k in fields} == {k: envelopes["serial"][k] for k in fields}
 
 
+HYPOTHESIS_PROBE = '''
+import os, sys
+
+
+def pytest_unconfigure(config):
+    who = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with open(os.path.join(os.environ["FP8_PROBE_OUT"], who), "w") as f:
+        f.write(str("hypothesis" in sys.modules))
+'''
+
+
+@pytest.mark.parametrize("workers", ["0", "2"])
+def test_hypothesis_plugin_is_dropped_only_where_no_test_used_it(pytester, workers):
+    """A conformance run never imports hypothesis (its pytest plugin's summary would, in
+    every process); a run of a hypothesis test keeps the plugin and its statistics."""
+    pytester.makepyfile(fp8_hypothesis_probe=HYPOTHESIS_PROBE)
+    for label, args in (("conformance", ["--grid=smoke", "conformance/test_scaled_mm.py"]),
+                        ("hypothesis", ["--hypothesis-show-statistics",
+                                        "tests/test_codecs.py::"
+                                        "test_round_float64_matches_exact_reference_hypothesis"])):
+        out = pytester.mkdir(f"{label}-{workers}")
+        env = dict(os.environ, FP8_PROBE_OUT=str(out),
+                   PYTHONPATH=os.pathsep.join([str(pytester.path), os.environ.get("PYTHONPATH", "")]))
+        env.pop("PYTEST_ADDOPTS", None)
+        env.pop("PYTEST_XDIST_WORKER", None)
+        cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p",
+               "fp8_hypothesis_probe", "-n", workers, f"--report-dir={out / 'report'}", *args]
+        p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
+        seen = {f.name: f.read_text() for f in out.iterdir() if f.is_file()}
+        assert len(seen) == (1 if workers == "0" else 3), seen
+        if label == "conformance":
+            assert set(seen.values()) == {"False"}, seen
+        else:
+            assert "Hypothesis Statistics" in p.stdout, p.stdout[-2000:]
+
+
 def test_case_option_collects_exactly_one_test():
     p = run_pytest("--backend=reference", f"--case={ONE_ID}", "--collect-only", "-q",
                    "conformance")
