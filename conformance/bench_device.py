@@ -8,12 +8,16 @@ sum|A||B|); *overhead* the rest of the case's wall time (inputs, transfers, the 
 
 ``fidelity``: the suite's TFLOP/s (the adapter's median of per-call device events) against a
 standalone benchmark of the same ``torch._scaled_mm`` call with the same tensors: device events
-around ``loop`` back-to-back calls after a warm-up.
+around ``loop`` back-to-back calls after a warm-up. On cuda both queue their calls behind a
+spin kernel (``kernel.timing.queue_ahead``), so both time the device, not the host's launches.
 """
 
 from __future__ import annotations
 
+import time
+
 from golden.cases import Case
+from kernel.timing import queue_ahead
 
 from .bench import target
 from .matrix import LLM_M, llm_shapes
@@ -60,13 +64,20 @@ def bench_overhead(adapter, device: str, cases, reps: int, dot) -> list[dict]:
 
 
 def standalone_seconds(kw: dict, device: str, loop: int = 50, warmup: int = 10) -> float:
-    """Seconds per ``torch._scaled_mm(**kw)`` call: device events around ``loop`` calls."""
+    """Seconds per ``torch._scaled_mm(**kw)`` call: device events around ``loop`` calls,
+    queued behind a hold (``kernel.timing.queue_ahead``, cuda) as the suite's are, so both
+    time the device's work and neither the host's launches."""
     import torch
 
     mod = getattr(torch, device)
     for _ in range(warmup):
         torch._scaled_mm(**kw)
     mod.synchronize()
+    t0 = time.perf_counter()
+    torch._scaled_mm(**kw)
+    host = time.perf_counter() - t0
+    mod.synchronize()
+    queue_ahead(device, 2 * loop * host + 1e-4)
     start, end = mod.Event(enable_timing=True), mod.Event(enable_timing=True)
     start.record()
     for _ in range(loop):
