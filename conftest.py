@@ -32,6 +32,12 @@ def pytest_configure(config):
         config.pluginmanager.register(idle.xdist_hooks(), "fp8-idle-hypothesis-xdist")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    """Last thing of the run: freeze what is alive (``plugin.quick_exit``)."""
+    plugin.quick_exit()
+
+
 def pytest_report_header(config):
     """Name the backend, device, grid, seed and accumulation profile in the header."""
     return plugin.report_header(config)

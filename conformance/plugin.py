@@ -3,6 +3,7 @@ and the skip-reason summary. Registered by the root ``conftest.py``."""
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections import Counter
@@ -18,7 +19,7 @@ from .tracking import EMULATED_PREFIX
 
 __all__ = ["addoption", "configure", "report_header", "generate_tests", "case_data", "SkipTally",
            "InputTally", "IdleHypothesis", "INPUTS", "reads_store",
-           "share_cores", "thread_share"]
+           "share_cores", "thread_share", "quick_exit"]
 
 
 def addoption(parser) -> None:
@@ -230,6 +231,16 @@ class InputTally:
         text = self.line()
         if text:
             terminalreporter.write_line(text)
+
+
+def quick_exit() -> None:
+    """Move every object alive now to the collector's permanent generation (``gc.freeze``).
+
+    Called when the run is over (its files written and closed): the interpreter's own last
+    collection then skips them. With torch loaded that collection was 0.3 of the 0.45 s a
+    process took to exit on this CPU, paid by the serial run, by each xdist worker and by
+    the controller, which waits for its workers to exit."""
+    gc.freeze()
 
 
 class IdleHypothesis:
