@@ -133,6 +133,7 @@ class Tracker:
             time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6])
         self.records: dict[str, dict] = {}
         self.crashed: dict[str, str] = {}
+        self._suite_files: dict[str, bool] = {}  # test file of a node id -> tracked
         self._jsonl = None
         self._tracked_any = False
         self.started = time.time()
@@ -169,7 +170,11 @@ class Tracker:
 
     def _tracked_nodeid(self, nodeid: str) -> bool:
         """:meth:`tracked` for a report (the controller has node ids, not items)."""
-        return _in_suite(str(self.config.rootpath), nodeid.split("::")[0])
+        file = nodeid.partition("::")[0]
+        known = self._suite_files.get(file)
+        if known is None:
+            known = self._suite_files[file] = _in_suite(str(self.config.rootpath), file)
+        return known
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
@@ -212,7 +217,8 @@ class Tracker:
     def pytest_runtest_logreport(self, report):
         if self.is_worker or not self._tracked_nodeid(report.nodeid):
             return
-        if report.when == "???" or "crashed while running" in str(report.longrepr or ""):
+        if report.when == "???" or (report.failed
+                                    and "crashed while running" in str(report.longrepr or "")):
             self.crashed[report.nodeid] = str(report.longrepr)
         elif not (report.when == "call" or (report.when == "setup" and not report.passed)):
             return
