@@ -304,13 +304,16 @@ def bench_all(args) -> int:
     """Every figure in one run; the closing lines are the ratios against their targets."""
     print(f"machine: {machine()}")
     figures = {}  # name: (value, TARGETS key)
-    print("\n== reference over a bare float64 GEMM (llm grid's largest shapes)")
-    figures["reference ratio"] = (print_reference(bench_reference(args.top, args.m)), "reference")
+    # The large GEMMs go last: once their ~12 GB are freed, the 2-core VM the figures come
+    # from ran the default grid 20-40% slower for minutes (-n auto: 15.7-17.6 s before,
+    # 20.6-22.7 s after).
+    print("\n== xdist scaling")
+    figures["xdist speed-up"] = (print_xdist(bench_xdist(args.grid, args.backend)), "speedup")
     print("\n== per-case fixed cost (small cases)")
     ms = print_fixed_cost(bench_fixed_cost(args.grid, args.backend, None))
     figures["fixed cost / 2 ms"] = (ms / float(TARGETS["fixed_ms"][1]), "fixed_ratio")
-    print("\n== xdist scaling")
-    figures["xdist speed-up"] = (print_xdist(bench_xdist(args.grid, args.backend)), "speedup")
+    print("\n== reference over a bare float64 GEMM (llm grid's largest shapes)")
+    figures["reference ratio"] = (print_reference(bench_reference(args.top, args.m)), "reference")
     device = _accelerator()
     if device:
         print(f"\n== {device}")
