@@ -8,9 +8,11 @@ How it works (the same code with and without xdist):
    Each record is appended to ``<report-dir>/records/<run>-<worker>.jsonl`` and flushed at
    once, so a worker that dies loses nothing it had finished.
 2. At the end of a worker, its records go to the controller in ``workeroutput``
-   (``pytest_testnodedown``). The controller then reads the JSON-lines files of the run to
-   recover what crashed workers had finished, and turns xdist's "worker crashed while
-   running" reports into ``crashed`` records.
+   (``pytest_testnodedown``), with its backend resolution and the envelope's run fields for
+   a controller that left the default backend to its workers (``resolution.py``). The
+   controller then reads the JSON-lines files of the run to recover what crashed workers
+   had finished, and turns xdist's "worker crashed while running" reports into ``crashed``
+   records.
 3. The controller (or the only process) writes ``tolerance.json``, ``tolerance.md`` and
    ``tolerance.html``, appends the Markdown to ``$GITHUB_STEP_SUMMARY`` when set, and prints
    one worst-so-far line every ``--progress-interval`` seconds while the run goes on.
@@ -52,6 +54,8 @@ def _in_suite(root: str, path: str) -> bool:
     conformance modules; cached, since every report asks it (resolving the path took 0.2 ms,
     three times a test, on the xdist controller)."""
     return (Path(root) / path).resolve().parent == SUITE_DIR
+
+
 _REASON_LIMIT = 4000
 
 
