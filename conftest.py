@@ -15,21 +15,14 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
-    """Validate options; register the skip-reason summary and the per-case tracker (its
-    xdist hooks only where xdist is loaded)."""
+    """Validate options; register the skip-reason and case-input summaries, the Hypothesis
+    plugin's remover and the per-case tracker (their xdist hooks are optional hooks)."""
     plugin.configure(config)
     parse_shard(config.option.shard)
     config.pluginmanager.register(plugin.SkipTally(), "fp8-skip-tally")
-    idle = plugin.IdleHypothesis(config)
-    config.pluginmanager.register(idle, "fp8-idle-hypothesis")
-    inputs = plugin.InputTally(config)
-    config.pluginmanager.register(inputs, "fp8-input-tally")
-    tracker = Tracker(config)
-    config.pluginmanager.register(tracker, "fp8-tracker")
-    if config.pluginmanager.hasplugin("xdist"):
-        config.pluginmanager.register(tracker.xdist_hooks(), "fp8-tracker-xdist")
-        config.pluginmanager.register(inputs.xdist_hooks(), "fp8-input-tally-xdist")
-        config.pluginmanager.register(idle.xdist_hooks(), "fp8-idle-hypothesis-xdist")
+    config.pluginmanager.register(plugin.IdleHypothesis(config), "fp8-idle-hypothesis")
+    config.pluginmanager.register(plugin.InputTally(config), "fp8-input-tally")
+    config.pluginmanager.register(Tracker(config), "fp8-tracker")
 
 
 @pytest.hookimpl(trylast=True)

@@ -206,17 +206,11 @@ class InputTally:
             for k, v in INPUTS.items():
                 self.counts[k].update(v)
 
-    def xdist_hooks(self):
-        """The xdist hook, as a separate plugin (registered only when xdist is loaded)."""
-        tally = self
-
-        class XdistHooks:
-            def pytest_testnodedown(self, node, error):
-                """Add a finished worker's counts."""
-                for k, rows in getattr(node, "workeroutput", {}).get("fp8_inputs", {}).items():
-                    tally.counts[k].update({(cid, seed): n for cid, seed, n in rows})
-
-        return XdistHooks()
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error):
+        """Add a finished worker's counts (xdist's hook: never called without it)."""
+        for k, rows in getattr(node, "workeroutput", {}).get("fp8_inputs", {}).items():
+            self.counts[k].update({(cid, seed): n for cid, seed, n in rows})
 
     def line(self) -> str | None:
         read, computed = self.counts["read"], self.counts["computed"]
@@ -265,17 +259,11 @@ class IdleHypothesis:
         if not used and manager.has_plugin(self.NAME):
             manager.unregister(name=self.NAME)
 
-    def xdist_hooks(self):
-        """The xdist hook, as a separate plugin (registered only when xdist is loaded)."""
-        idle = self
-
-        class XdistHooks:
-            def pytest_testnodedown(self, node, error):
-                """A worker that imported hypothesis, or said nothing (it crashed), keeps
-                the plugin for the controller's summary."""
-                idle.used |= getattr(node, "workeroutput", {}).get("fp8_hypothesis", True)
-
-        return XdistHooks()
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error):
+        """A worker that imported hypothesis, or said nothing (it crashed), keeps the plugin
+        for the controller's summary (xdist's hook: never called without it)."""
+        self.used |= getattr(node, "workeroutput", {}).get("fp8_hypothesis", True)
 
 
 class SkipTally:

@@ -196,26 +196,21 @@ class Tracker:
         self._jsonl.write(json.dumps(record, sort_keys=True) + "\n")
         self._jsonl.flush()
 
-    # -- xdist: controller side ------------------------------------------------------------
-    def xdist_hooks(self):
-        """The xdist hooks, as a separate plugin (registered only when xdist is loaded)."""
-        tracker = self
+    # -- xdist: controller side (optional hooks: never called without xdist) ----------------
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node):
+        """Hand the run id to each worker (names its records file)."""
+        node.workerinput["fp8_run_id"] = self.run_id
 
-        class XdistHooks:
-            def pytest_configure_node(self, node):
-                """Hand the run id to each worker (names its records file)."""
-                node.workerinput["fp8_run_id"] = tracker.run_id
-
-            def pytest_testnodedown(self, node, error):
-                """Take a finished worker's records (a crashed worker has none: see the files)
-                and, on a controller that has not resolved the backend, its resolution."""
-                output = getattr(node, "workeroutput", {})
-                for rec in output.get("fp8_records", []):
-                    tracker.records[rec["key"]] = rec
-                if output.get("fp8_facts"):
-                    adopt(tracker.config, output["fp8_facts"])
-
-        return XdistHooks()
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node, error):
+        """Take a finished worker's records (a crashed worker has none: see the files) and, on
+        a controller that has not resolved the backend, its resolution."""
+        output = getattr(node, "workeroutput", {})
+        for rec in output.get("fp8_records", []):
+            self.records[rec["key"]] = rec
+        if output.get("fp8_facts"):
+            adopt(self.config, output["fp8_facts"])
 
     # -- progress and crashes, on the controller -------------------------------------------
     def pytest_runtest_logreport(self, report):
