@@ -137,7 +137,7 @@ class Tracker:
             time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6])
         self.records: dict[str, dict] = {}
         self.crashed: dict[str, str] = {}
-        self._suite_files: dict[str, bool] = {}  # test file of a node id -> tracked
+        self._root = str(config.rootpath)  # node ids' files are relative to it
         self._jsonl = None
         self._tracked_any = False
         self.started = time.time()
@@ -174,11 +174,7 @@ class Tracker:
 
     def _tracked_nodeid(self, nodeid: str) -> bool:
         """:meth:`tracked` for a report (the controller has node ids, not items)."""
-        file = nodeid.partition("::")[0]
-        known = self._suite_files.get(file)
-        if known is None:
-            known = self._suite_files[file] = _in_suite(str(self.config.rootpath), file)
-        return known
+        return _in_suite(self._root, nodeid.partition("::")[0])
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
