@@ -14,10 +14,8 @@ spin kernel (``kernel.timing.queue_ahead``), so both time the device, not the ho
 
 from __future__ import annotations
 
-import time
-
 from golden.cases import Case
-from kernel.timing import queue_ahead
+from kernel.timing import hold_for, queue_ahead
 
 from .bench import target
 from .matrix import LLM_M, llm_shapes
@@ -72,12 +70,7 @@ def standalone_seconds(kw: dict, device: str, loop: int = 50, warmup: int = 10) 
     mod = getattr(torch, device)
     for _ in range(warmup):
         torch._scaled_mm(**kw)
-    mod.synchronize()
-    t0 = time.perf_counter()
-    torch._scaled_mm(**kw)
-    host = time.perf_counter() - t0
-    mod.synchronize()
-    queue_ahead(device, 2 * loop * host + 1e-4)
+    queue_ahead(device, hold_for(lambda: torch._scaled_mm(**kw), device, loop))
     start, end = mod.Event(enable_timing=True), mod.Event(enable_timing=True)
     start.record()
     for _ in range(loop):

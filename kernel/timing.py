@@ -17,7 +17,7 @@ import statistics
 import time
 from collections.abc import Callable
 
-__all__ = ["median_seconds", "timed_call", "queue_ahead"]
+__all__ = ["median_seconds", "timed_call", "queue_ahead", "hold_for"]
 
 _SPIN_HZ: dict[int, float] = {}  # torch.cuda._sleep cycles per second, per device index
 _HOLD_MAX_S = 0.05
@@ -51,6 +51,21 @@ def queue_ahead(device: str, seconds: float) -> bool:
     return True
 
 
+def hold_for(call: Callable[[], object], device: str, calls: int) -> float:
+    """Seconds of hold (``queue_ahead``) that cover the host queueing ``calls`` calls of
+    ``call``: twice its time for one call, timed here between synchronizations (plus the
+    device's time, where the call waits for it), plus 0.1 ms."""
+    import torch
+
+    mod = getattr(torch, device)
+    mod.synchronize()
+    t0 = time.perf_counter()
+    call()
+    host = time.perf_counter() - t0
+    mod.synchronize()
+    return 2 * calls * host + 1e-4
+
+
 def timed_call(call: Callable[[], object], device: str, reps: int) -> tuple[object, float]:
     """``(result, seconds)`` of one synchronized call of ``call``; with ``reps`` > 0 that call
     is the warm-up and the seconds are the median of ``reps`` more (:func:`median_seconds`)."""
@@ -79,11 +94,7 @@ def median_seconds(call: Callable[[], object], device: str, reps: int, warmup: i
         import torch
 
         mod = getattr(torch, device)
-        mod.synchronize()
-        t0 = time.perf_counter()
-        call()  # the host's time to queue one call (plus the device's, where the call waits)
-        hold = 2 * reps * (time.perf_counter() - t0) + 1e-4
-        mod.synchronize()
+        hold = hold_for(call, device, reps)
         for _ in range(3):  # a hold the device outran is doubled, twice at most
             held = queue_ahead(device, hold)
             pairs = []
