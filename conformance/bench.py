@@ -267,7 +267,6 @@ def bench_tracking(grid_name: str, backend: str | None) -> dict:
                                             ("without tracking", ["-p", "no:fp8-tracker"])))
 
 
-
 def _device_figures(device: str, reps: int) -> dict:
     """Overhead with the NumPy and the device reference, and throughput fidelity."""
     from kernel.registry import get_backend
