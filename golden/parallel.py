@@ -1,0 +1,63 @@
+"""Threads over independent pieces of one large array (counter ranges, row blocks).
+
+NumPy releases the GIL inside its loops, so pieces of a few hundred kilobytes run in parallel
+on threads, and each piece's temporaries stay in cache instead of streaming through memory.
+Results never depend on the thread count: every piece is computed the same way whatever
+thread runs it, and :func:`map_ordered` returns them in order.
+
+The thread count is the process's share of the cores: ``OMP_NUM_THREADS`` where set (the
+suite's xdist workers get their share there, ``conformance.plugin.share_cores``), else the
+cores this process may run on.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+__all__ = ["threads", "map_ordered"]
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_inside = threading.local()
+
+
+def threads() -> int:
+    """Threads this process should use: ``OMP_NUM_THREADS`` if set to a positive integer,
+    else the cores it may run on."""
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    if value.strip().isdigit() and int(value) > 0:
+        return int(value)
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def map_ordered(fn, items) -> list:
+    """``[fn(i) for i in items]``, on :func:`threads` threads where there are several items
+    (serially inside a piece already running on the pool: no nested waits)."""
+    items = list(items)
+    n = threads()
+    if n <= 1 or len(items) <= 1 or getattr(_inside, "flag", False):
+        return [fn(i) for i in items]
+    return list(_executor(n).map(lambda i: _run_inside(fn, i), items))
+
+
+def _run_inside(fn, item):
+    _inside.flag = True
+    try:
+        return fn(item)
+    finally:
+        _inside.flag = False
+
+
+def _executor(n: int) -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers != n:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = ThreadPoolExecutor(max_workers=n, thread_name_prefix="golden")
+        return _pool
