@@ -23,15 +23,18 @@ from golden.bounds import (
     accumulation_allowance,
     allowance_bound,
     extended,
+    finite_bound_parts,
+    finite_mismatch_sum,
     mismatch_limit,
     mismatch_probability,
-    statistics,
+    statistics_from_sums,
     tosa_fp8_bound,
     ulp,
 )
 from golden.cases import CaseData
 from golden.codecs import decode
 from golden.formats import get_format
+from golden.parallel import map_ordered
 
 __all__ = ["Verdict", "judge", "rerun_command", "unrounded"]
 
@@ -73,9 +76,14 @@ def rerun_command(case_id: str, backend: str, device: str, seed: int,
             + ("--emulate-xpu " if emulated else "") + f"--case={shlex.quote(case_id)}")
 
 
+# Outputs per row block of a large case whose Y* is all finite: each block's temporaries
+# (half a megabyte each) stay in cache, and blocks run on golden.parallel's threads. A case
+# of at most this many outputs, or with a non-finite Y*, is one block: the whole array.
+BLOCK_ELEMENTS = 1 << 16
+
+
 def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
     """Compare ``got`` (float64 values) with ``data.expected`` under ``profile``."""
-    c = data.case
     exp = data.expected
     got = np.asarray(got, np.float64)
     if got.shape != exp.shape:
@@ -83,26 +91,106 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
                        checks=["shape"])
     if exp.size == 0:
         return Verdict(True, metrics={"elements": 0})
+    tallies = map_ordered(lambda rows: _tally(data, got, profile, rows), _row_blocks(exp))
+    return _verdict(profile, _combine(tallies))
 
-    failures, checks = [], []
 
-    def fail(check: str, message: str) -> None:
-        checks.append(check)
-        failures.append(message)
+def _row_blocks(exp: np.ndarray) -> list[slice]:
+    """Row slices of about BLOCK_ELEMENTS outputs each; one slice unless Y* is large and all
+    finite (the overflow handling reads Y* as a whole)."""
+    m, n = exp.shape
+    if exp.size <= BLOCK_ELEMENTS or not np.isfinite(exp).all():
+        return [slice(0, m)]
+    step = max(1, BLOCK_ELEMENTS // max(n, 1))
+    return [slice(r, min(m, r + step)) for r in range(0, m, step)]
 
+
+def _rows(x, rows: slice):
+    """``x``'s rows ``rows`` where it has one per output row; itself where it broadcasts."""
+    if x is None or np.ndim(x) < 2 or np.shape(x)[0] == 1:
+        return x
+    return x[rows]
+
+
+@dataclass
+class _Tally:
+    """One row block's counts, sums and extremes (:func:`_combine` joins blocks in order)."""
+
+    size: int
+    nan_missing: int  # NaN in Y*, not in the output
+    nan_extra: int  # NaN in the output, not in Y*
+    over: int  # elements beyond the bound
+    stats: tuple  # (count, sum z**2, sum z) of the variance and signed-bias checks
+    equal: int  # elements equal to Y* (NaN matching NaN)
+    mismatch: tuple | None  # (finite elements, those differing from Y*, sum of probabilities)
+    maxima: dict  # max_abs_err, max_ulps, rel_err, bound_use, tosa_ratio
+    sqnr: tuple | None  # (any finite pair, noise, signal) for layer cases
+    worst_use: dict | None  # the element of largest bound use (first on ties, NaN first)
+    worst_err: dict | None  # the element of largest error, for when no bound is used
+    use_seen: bool  # some element uses its bound (or exceeds it)
+    worst_nan: dict | None  # the first element where exactly one of output and Y* is NaN
+
+
+def _tally(data: CaseData, got_all: np.ndarray, profile: AccumProfile, rows: slice) -> _Tally:
+    """The judge's quantities over output rows ``rows``."""
+    exp, got = data.expected[rows], got_all[rows]
+    if (not profile.exact and np.isfinite(exp).all() and np.isfinite(got).all()):
+        t = _tally_finite(data, exp, got, profile, rows)
+        if t is not None:
+            return t
+    return _tally_general(data, exp, got, profile, rows)
+
+
+def _tally_finite(data, exp, got, profile, rows) -> _Tally | None:
+    """:func:`_tally_general`'s quantities, bit for bit, where Y* and the output are finite
+    and the profile not exact: no masks, each quantity once. None where the bound is not
+    finite (the general path then judges the block)."""
+    c = data.case
+    bias = None if data.bias is None else data.bias.reshape(1, -1)
+    absdot, mag = data.absdot[rows], _rows(data.scale_mag, rows)
+    acc = accumulation_allowance(absdot, mag, bias, c.K, profile, _operand_eps(c))
+    ye = np.abs(exp)
+    u0, bound = finite_bound_parts(ye, acc, c.out)
+    if not math.isfinite(float(bound.sum())):
+        return None
+    diff = got - exp
+    err = np.abs(diff)
+    use = err / bound  # |z|; 0 where the output equals Y* (bound > 0)
+    over = int(np.count_nonzero(err > bound))
+    z = diff / bound
+    equal = int(np.count_nonzero(got == exp))
+    mu = finite_mismatch_sum(ye, acc, c.out)
+    ulps = err / u0
+    scale_sum = mag * absdot if bias is None else mag * absdot + np.abs(bias)
+    rel = np.divide(err, scale_sum, out=np.zeros_like(err), where=scale_sum > 0)
+    tosa = tosa_fp8_bound(scale_sum, c.K, bias is not None, c.out)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where((tosa > 0) & (tosa < np.inf), bound / tosa, -np.inf)
+    ctx = (rows.start, exp, got, bound, err, ulps)
+    return _Tally(
+        size=exp.size, nan_missing=0, nan_extra=0, over=over,
+        stats=(z.size, float(np.sum(use * use)), float(np.sum(z)) + 0.0), equal=equal,
+        mismatch=(exp.size, exp.size - equal, mu),
+        maxima=_maxima(err, ulps, rel, use, ratio), sqnr=_sqnr_sums(data, got, rows),
+        worst_use=_element(ctx, use), worst_err=_element(ctx, err),
+        use_seen=over > 0 or bool((use > 0).any()), worst_nan=None)
+
+
+def _tally_general(data, exp, got, profile, rows) -> _Tally:
+    """The judge's quantities over rows ``rows`` of any output: NaN must match NaN,
+    infinities compare as the overflow threshold, a Y* that overflowed as its unrounded
+    value."""
+    c = data.case
     nan_e, nan_g = np.isnan(exp), np.isnan(got)
     any_nan = bool(nan_e.any() or nan_g.any())
+    nan_missing = nan_extra = 0
     if any_nan:
-        if (nan_e & ~nan_g).any():
-            fail("nan", f"{int((nan_e & ~nan_g).sum())} elements should be NaN and are not")
-        if (nan_g & ~nan_e).any():
-            fail("nan", f"{int((nan_g & ~nan_e).sum())} elements are NaN where Y* is finite")
+        nan_missing = int((nan_e & ~nan_g).sum())
+        nan_extra = int((nan_g & ~nan_e).sum())
         both = ~nan_e & ~nan_g
-    else:  # the usual case: every mask below is all-true and skipped
+    else:  # every mask below is all-true and skipped
         both = np.True_
 
-    # Passes over [M, N] are the judge's cost (M = 8192 outputs of a large layer): the
-    # all-finite case skips every mask, and each quantity is computed once.
     exp_x = extended(exp, c.out)
     got_x = extended(got, c.out)
     inf_e = np.isinf(exp)
@@ -111,13 +199,14 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
         # Y* overflowed: compare with the unrounded value, not the threshold, so that a
         # finite output is allowed only as close to the threshold as the bound permits.
         exp_x = exp_x.copy()
-        exp_x[inf_e] = unrounded(data, np.nonzero(inf_e))
+        i, j = np.nonzero(inf_e)
+        exp_x[inf_e] = unrounded(data, (i + rows.start, j))
     bias = None if data.bias is None else data.bias.reshape(1, -1)
+    absdot, mag = data.absdot[rows], _rows(data.scale_mag, rows)
     if profile.exact:
         acc, bound = None, np.zeros(exp.shape)
     else:  # the allowance before the output rounding, kept for the mismatch-rate check
-        acc = accumulation_allowance(data.absdot, data.scale_mag, bias, c.K, profile,
-                                     _operand_eps(c))
+        acc = accumulation_allowance(absdot, mag, bias, c.K, profile, _operand_eps(c))
         bound = allowance_bound(exp, acc, c.out)
     diff = got_x - exp_x
     err = np.abs(diff)
@@ -127,23 +216,17 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
     with np.errstate(divide="ignore", invalid="ignore"):
         use = np.where(zero, 0.0, err / bound)
     over = both & (err > bound)
-    if over.any():
-        fail("bound", f"{int(over.sum())} of {exp.size} elements exceed the {profile.name} bound")
 
     signed = np.where(zero, 0.0, diff)
-    stats = statistics(np.where(both, signed, np.nan) if any_nan else signed, bound)
-    if stats["count"] >= 16 and not profile.exact:
-        if not stats["variance_ok"]:
-            fail("variance", f"variance check: sum z^2 = {stats['sum_z2']:.4g} > 0.4 T = "
-                            f"{0.4 * stats['count']:.4g}")
-        if not stats["bias_ok"]:
-            fail("signed-bias", f"signed-bias check: |sum z| = {abs(stats['sum_z']):.4g} > 2 sqrt(T) = "
-                            f"{2 * math.sqrt(stats['count']):.4g}")
+    if any_nan:
+        signed = np.where(both, signed, np.nan)
+    ok = np.isfinite(signed) & (bound > 0)
+    z = signed[ok] / bound[ok]
 
     equal = got == exp
     if any_nan:
         equal |= nan_e & nan_g
-    frac_exact_min = None
+    mismatch = None
     if not profile.exact:
         if any_nan or any_inf_e:
             finite = both & np.isfinite(exp)
@@ -152,7 +235,129 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
         else:
             acc_f, exp_f = np.broadcast_to(acc, exp.shape), exp
             count, differ = exp.size, exp.size - int(np.count_nonzero(equal))
-        mu = float(mismatch_probability(exp_f, acc_f, c.out).sum())
+        mismatch = (count, differ, float(mismatch_probability(exp_f, acc_f, c.out).sum()))
+
+    ulps = err / ulp(np.where(both, exp_x, 0.0) if any_nan else exp_x, c.out)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        scale_sum = mag * absdot + (0.0 if bias is None else np.abs(bias))
+        rel = np.where(both & np.isfinite(scale_sum) & (scale_sum > 0) & np.isfinite(err),
+                       err / scale_sum, 0.0)
+    tosa = tosa_fp8_bound(scale_sum, c.K, bias is not None, c.out)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where(both & np.isfinite(exp) & np.isfinite(bound) & np.isfinite(tosa)
+                         & (tosa > 0), bound / tosa, -np.inf)
+    ctx = (rows.start, exp, got, bound, err, ulps)
+    worst_use = worst_err = None
+    key_pos = False
+    if both.any():
+        key = np.where(both, np.where(np.isinf(use), np.inf, use), -1.0)
+        key_pos = bool((key > 0).any())
+        worst_use = _element(ctx, key)
+        worst_err = _element(ctx, np.where(both, err, -1.0))
+    worst_nan = None
+    odd = nan_e ^ nan_g
+    if odd.any():
+        mi, ni = np.unravel_index(int(np.argmax(odd)), exp.shape)
+        worst_nan = {"m": int(mi) + rows.start, "n": int(ni), "got": float(got[mi, ni]),
+                     "expected": float(exp[mi, ni]), "bound": 0.0, "error": math.nan,
+                     "ulps": math.nan}
+    return _Tally(
+        size=exp.size, nan_missing=nan_missing, nan_extra=nan_extra, over=int(over.sum()),
+        stats=(int(z.size), float(np.sum(z * z)), float(np.sum(z))),
+        equal=int(np.count_nonzero(equal)), mismatch=mismatch,
+        maxima=_maxima(err, ulps, rel, use, ratio), sqnr=_sqnr_sums(data, got, rows),
+        worst_use=worst_use, worst_err=worst_err, use_seen=bool(over.any()) or key_pos,
+        worst_nan=worst_nan)
+
+
+def _maxima(err, ulps, rel, use, ratio) -> dict:
+    return {"max_abs_err": float(err.max()), "max_ulps": float(ulps.max()),
+            "rel_err": float(rel.max()), "bound_use": float(use.max()),
+            "tosa_ratio": float(ratio.max())}
+
+
+def _element(ctx, key: np.ndarray) -> dict:
+    """The element where ``key`` is largest (``np.argmax``: first on ties, NaN first), with
+    its row counted from the whole output's first; ``key`` kept for joining blocks."""
+    r0, exp, got, bound, err, ulps = ctx
+    mi, ni = np.unravel_index(int(np.argmax(key)), exp.shape)
+    return {"key": float(key[mi, ni]), "m": int(mi) + r0, "n": int(ni),
+            "got": float(got[mi, ni]), "expected": float(exp[mi, ni]),
+            "bound": float(bound[mi, ni]), "error": float(err[mi, ni]),
+            "ulps": float(ulps[mi, ni])}
+
+
+def _sqnr_sums(data: CaseData, got: np.ndarray, rows: slice) -> tuple | None:
+    """(any finite pair, noise, signal) against the unquantized float64 product (layer
+    cases; None otherwise)."""
+    if data.unquantized is None:
+        return None
+    ref = data.unquantized[rows]
+    ok = np.isfinite(ref) & np.isfinite(got)
+    if not ok.any():
+        return (False, 0.0, 0.0)
+    return (True, float(np.sum((got[ok] - ref[ok]) ** 2)), float(np.sum(ref[ok] ** 2)))
+
+
+def _first_max(items: list[dict | None]) -> dict | None:
+    """The largest ``key`` of the blocks' candidates, as ``np.argmax`` over the whole output
+    would pick it: the earliest on ties, the first NaN before any number."""
+    best = None
+    for it in items:
+        if it is None:
+            continue
+        if best is None or (math.isnan(it["key"]) and not math.isnan(best["key"])) or (
+                not math.isnan(best["key"]) and it["key"] > best["key"]):
+            best = it
+    return best
+
+
+def _combine(ts: list[_Tally]) -> _Tally:
+    """One tally of the whole output from its row blocks' (in order)."""
+    if len(ts) == 1:
+        return ts[0]
+    mm = [t.mismatch for t in ts]
+    sq = [t.sqnr for t in ts]
+    return _Tally(
+        size=sum(t.size for t in ts), nan_missing=sum(t.nan_missing for t in ts),
+        nan_extra=sum(t.nan_extra for t in ts), over=sum(t.over for t in ts),
+        stats=tuple(sum(t.stats[i] for t in ts) for i in range(3)),
+        equal=sum(t.equal for t in ts),
+        mismatch=None if mm[0] is None else tuple(sum(x[i] for x in mm) for i in range(3)),
+        maxima={k: float(np.max([t.maxima[k] for t in ts])) for k in ts[0].maxima},
+        sqnr=None if sq[0] is None else (any(x[0] for x in sq), sum(x[1] for x in sq),
+                                         sum(x[2] for x in sq)),
+        worst_use=_first_max([t.worst_use for t in ts]),
+        worst_err=_first_max([t.worst_err for t in ts]),
+        use_seen=any(t.use_seen for t in ts),
+        worst_nan=next((t.worst_nan for t in ts if t.worst_nan is not None), None))
+
+
+def _verdict(profile: AccumProfile, t: _Tally) -> Verdict:
+    """The checks, metrics and worst element from the whole output's tally."""
+    failures, checks = [], []
+
+    def fail(check: str, message: str) -> None:
+        checks.append(check)
+        failures.append(message)
+
+    if t.nan_missing:
+        fail("nan", f"{t.nan_missing} elements should be NaN and are not")
+    if t.nan_extra:
+        fail("nan", f"{t.nan_extra} elements are NaN where Y* is finite")
+    if t.over:
+        fail("bound", f"{t.over} of {t.size} elements exceed the {profile.name} bound")
+    stats = statistics_from_sums(*t.stats)
+    if stats["count"] >= 16 and not profile.exact:
+        if not stats["variance_ok"]:
+            fail("variance", f"variance check: sum z^2 = {stats['sum_z2']:.4g} > 0.4 T = "
+                            f"{0.4 * stats['count']:.4g}")
+        if not stats["bias_ok"]:
+            fail("signed-bias", f"signed-bias check: |sum z| = {abs(stats['sum_z']):.4g} > 2 sqrt(T) = "
+                            f"{2 * math.sqrt(stats['count']):.4g}")
+    frac_exact_min = None
+    if t.mismatch is not None:
+        count, differ, mu = t.mismatch
         limit = mismatch_limit(mu)
         frac_exact_min = max(0.0, 1.0 - limit / count) if count else None
         if differ > limit:
@@ -160,44 +365,25 @@ def judge(data: CaseData, got: np.ndarray, profile: AccumProfile) -> Verdict:
                  f"from the correctly rounded Y*; the {profile.name} profile's accumulation "
                  f"error explains at most {limit:.1f} (expected at most {mu:.1f}): a systematic "
                  "error below one output ulp (output rounding, bias, scale or epilogue)")
-
-    ulps = err / ulp(np.where(both, exp_x, 0.0) if any_nan else exp_x, c.out)
-    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        scale_sum = data.scale_mag * data.absdot + (0.0 if bias is None else np.abs(bias))
-        rel = np.where(both & np.isfinite(scale_sum) & (scale_sum > 0) & np.isfinite(err),
-                       err / scale_sum, 0.0)
-    tosa = tosa_fp8_bound(scale_sum, c.K, bias is not None, c.out)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where(both & np.isfinite(exp) & np.isfinite(bound) & np.isfinite(tosa)
-                         & (tosa > 0), bound / tosa, -np.inf)
-    tosa_max = float(ratio.max())
+    m = t.maxima
     metrics = {
-        "elements": int(exp.size),
-        "max_abs_err": float(err.max()),
-        "max_ulps": float(ulps.max()),
-        "rel_err": float(rel.max()),
-        "bound_use": float(use.max()),
-        "frac_exact": float(np.count_nonzero(equal) / exp.size),
+        "elements": int(t.size),
+        "max_abs_err": m["max_abs_err"],
+        "max_ulps": m["max_ulps"],
+        "rel_err": m["rel_err"],
+        "bound_use": m["bound_use"],
+        "frac_exact": float(t.equal / t.size),
         "frac_exact_min": frac_exact_min,
         "rms_z": math.sqrt(stats["sum_z2"] / stats["count"]) if stats["count"] else 0.0,
         "mean_z": stats["sum_z"] / stats["count"] if stats["count"] else 0.0,
-        "sqnr_db": _sqnr(data, got),
-        "tosa_ratio": tosa_max if tosa_max > -np.inf else None,
+        "sqnr_db": _sqnr(t.sqnr),
+        "tosa_ratio": m["tosa_ratio"] if m["tosa_ratio"] > -np.inf else None,
     }
-    worst = None
-    if both.any():
-        key = np.where(both, np.where(np.isinf(use), np.inf, use), -1.0)
-        if not over.any() and not (key > 0).any():
-            key = np.where(both, err, -1.0)
-        mi, ni = np.unravel_index(int(np.argmax(key)), exp.shape)
-        worst = {"m": int(mi), "n": int(ni), "got": float(got[mi, ni]),
-                 "expected": float(exp[mi, ni]), "bound": float(bound[mi, ni]),
-                 "error": float(err[mi, ni]), "ulps": float(ulps[mi, ni])}
-    if (nan_e ^ nan_g).any():  # a NaN mismatch is the worst element there is
-        mi, ni = np.unravel_index(int(np.argmax(nan_e ^ nan_g)), exp.shape)
-        worst = {"m": int(mi), "n": int(ni), "got": float(got[mi, ni]),
-                 "expected": float(exp[mi, ni]), "bound": 0.0, "error": math.nan,
-                 "ulps": math.nan}
+    worst = t.worst_use if t.use_seen else t.worst_err
+    if t.worst_nan is not None:  # a NaN mismatch is the worst element there is
+        worst = t.worst_nan
+    if worst is not None:
+        worst = {k: v for k, v in worst.items() if k != "key"}
     return Verdict(not failures, failures, metrics, worst, checks)
 
 
@@ -231,16 +417,12 @@ def unrounded(data: CaseData, idx=None) -> np.ndarray:
     return v if data.bias is None else v + data.bias[cols]
 
 
-def _sqnr(data: CaseData, got: np.ndarray) -> float | None:
-    """SQNR (dB) of the kernel output against the unquantized float64 product (layer cases)."""
-    ref = data.unquantized
-    if ref is None:
+def _sqnr(sums: tuple | None) -> float | None:
+    """SQNR (dB) of the kernel output against the unquantized float64 product (layer cases),
+    from :func:`_sqnr_sums`."""
+    if sums is None or not sums[0]:
         return None
-    ok = np.isfinite(ref) & np.isfinite(got)
-    if not ok.any():
-        return None
-    noise = float(np.sum((got[ok] - ref[ok]) ** 2))
-    signal = float(np.sum(ref[ok] ** 2))
+    _, noise, signal = sums
     if noise == 0:
         return math.inf
     return 10 * math.log10(signal / noise) if signal > 0 else -math.inf

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .codecs import spacing
+from .codecs import spacing, spacing_nonneg
 from .formats import FloatFormat, get_format
 
 __all__ = [
@@ -41,10 +41,13 @@ __all__ = [
     "extended",
     "ulp",
     "statistics",
+    "statistics_from_sums",
     "tosa_fp8_bound",
     "accumulation_allowance",
     "allowance_bound",
+    "finite_bound_parts",
     "mismatch_probability",
+    "finite_mismatch_sum",
     "mismatch_limit",
     "MISMATCH_ALPHA",
 ]
@@ -171,6 +174,21 @@ def allowance_bound(expected, acc, out_fmt) -> np.ndarray:
     return u0 / 2 + acc + ulp(ye + u0 / 2 + acc, out) / 2
 
 
+def finite_bound_parts(ye: np.ndarray, acc, out_fmt) -> tuple[np.ndarray, np.ndarray]:
+    """``(ulp(Y*), allowance_bound(Y*, acc))`` from ``ye = |Y*|`` for finite Y*, bit for bit,
+    in fewer passes and temporaries (the judge's fast path over large outputs)."""
+    out = get_format(out_fmt)
+    u0 = spacing_nonneg(ye, out)
+    half = u0 / 2
+    bound = half + acc
+    top = ye + half
+    top += acc
+    top = spacing_nonneg(top, out)  # NaN or inf acc: bound is NaN or inf either way
+    top /= 2
+    bound += top
+    return u0, bound
+
+
 def accumulation_allowance(absdot, scale, bias, k: int, profile: AccumProfile,
                            operand_eps: float = 0.0):
     """How far the profile lets a kernel's value *before* its output rounding be from the exact
@@ -206,6 +224,20 @@ def mismatch_probability(expected, acc, out_fmt) -> np.ndarray:
     return np.where(np.isfinite(p), p, 1.0)
 
 
+def finite_mismatch_sum(ye: np.ndarray, acc, out_fmt) -> float:
+    """``mismatch_probability(Y*, acc).sum()`` from ``ye = |Y*|`` for finite Y*, bit for bit
+    (the judge's fast path): the NaN-to-1 step only runs where the plain sum is not finite."""
+    out = get_format(out_fmt)
+    with np.errstate(invalid="ignore", over="ignore"):
+        t = ye - acc
+        np.maximum(t, 0.0, out=t)
+        u = spacing_nonneg(t, out)  # where t is NaN: inf, and p below NaN as with ulp()
+        p = 2.0 * acc / u
+        np.minimum(p, 1.0, out=p)
+    total = float(p.sum())
+    return total if math.isfinite(total) else float(np.where(np.isfinite(p), p, 1.0).sum())
+
+
 def mismatch_limit(mu: float, alpha: float = MISMATCH_ALPHA) -> float:
     """Most elements that may differ from Y* when each does so independently with probabilities
     summing to at most ``mu``: Bernstein's inequality for a sum of Bernoulli variables,
@@ -221,15 +253,18 @@ def statistics(err: np.ndarray, bound: np.ndarray) -> dict:
     """
     ok = np.isfinite(err) & (bound > 0)
     z = err[ok] / bound[ok]
-    t = int(z.size)
-    sumsq = float(np.sum(z * z))
-    total = float(np.sum(z))
+    return statistics_from_sums(int(z.size), float(np.sum(z * z)), float(np.sum(z)))
+
+
+def statistics_from_sums(count: int, sum_z2: float, sum_z: float) -> dict:
+    """:func:`statistics` from its three sums (``z`` over ``count`` elements), for a caller
+    that sums ``z`` piece by piece."""
     return {
-        "count": t,
-        "sum_z2": sumsq,
-        "sum_z": total,
-        "variance_ok": sumsq <= 0.4 * t,
-        "bias_ok": abs(total) <= 2.0 * math.sqrt(t),
+        "count": count,
+        "sum_z2": sum_z2,
+        "sum_z": sum_z,
+        "variance_ok": sum_z2 <= 0.4 * count,
+        "bias_ok": abs(sum_z) <= 2.0 * math.sqrt(count),
     }
 
 

@@ -429,3 +429,41 @@ def test_tosa_ratio_metric_compares_bounds_on_the_case(datas):
     assert v.metrics["tosa_ratio"] == pytest.approx(float((ours[ok] / tosa[ok]).max()))
     assert 0 < v.metrics["tosa_ratio"] < 1
     assert judge(data, data.expected, PROFILES["exact"]).metrics["tosa_ratio"] == 0.0
+
+
+def _outputs(d) -> dict:
+    """Kernel outputs that reach every branch of the judge: Y* itself, a small relative
+    error everywhere, one large error in the last row, a NaN and an infinity."""
+    exp = d.expected.astype(np.float64)
+    late = exp.copy()
+    late[-1, -1] = late[-1, -1] * 1.5 + 1.0
+    nan_inf = exp * (1 + 2.0**-12)
+    nan_inf[1, 2], nan_inf[-2, 0] = np.nan, np.inf
+    return {"exact": exp, "scaled": exp * (1 + 2.0**-9), "late": late, "nan-inf": nan_inf}
+
+
+@pytest.mark.parametrize("threads", ["1", "3"])
+@pytest.mark.parametrize("profile", ["fp32", "acc13-trunc-blk128", "exact"])
+def test_row_blocks_give_the_one_block_verdict(datas, monkeypatch, threads, profile):
+    """Large cases are judged in row blocks, on threads; the verdict is the one-block one:
+    the same failures, counts, maxima and worst element (row counted from the top), the
+    sums equal up to the order of their additions. Here blocks of one row force it (a Y*
+    with infinities stays one block)."""
+    from conformance import checks
+
+    prof = PROFILES[profile]
+    for d in datas.values():
+        for name, got in _outputs(d).items():
+            whole = judge(d, got, prof)
+            monkeypatch.setenv("OMP_NUM_THREADS", threads)
+            monkeypatch.setattr(checks, "BLOCK_ELEMENTS", d.case.N)
+            finite = bool(np.isfinite(d.expected).all())  # else one block: the whole array
+            assert len(checks._row_blocks(d.expected)) == (d.case.M if finite else 1)
+            rows = judge(d, got, prof)
+            monkeypatch.undo()
+            where = f"{d.case.id} {name}"
+            assert (rows.passed, rows.failures, rows.checks, repr(rows.worst)) == (
+                whole.passed, whole.failures, whole.checks, repr(whole.worst)), where
+            for k, v in whole.metrics.items():
+                want = v if v is None else pytest.approx(v, rel=1e-9, abs=1e-12, nan_ok=True)
+                assert rows.metrics[k] == want, (where, k)
