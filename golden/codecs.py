@@ -181,12 +181,28 @@ def decode(codes, fmt: FloatFormat | str) -> np.ndarray:
     return out.reshape(codes.shape)
 
 
+ENCODE_CHUNK = 1 << 16
+"""Values per piece of a large :func:`encode` (its temporaries stay in cache)."""
+
+
 def encode(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.ndarray:
     """Codes of ``x`` (float64, or anything NumPy turns into it) rounded to ``fmt``.
 
     NaN becomes :attr:`FloatFormat.nan_code`; the sign of zero is kept where the format has -0.
     """
     fmt = get_format(fmt)
+    x = np.asarray(x, dtype=np.float64)
+    if x.size > ENCODE_CHUNK:  # elementwise: chunks give the same codes, in cache
+        flat = x.reshape(-1)
+        out = np.empty(flat.shape, code_dtype(fmt))
+        for i in range(0, flat.size, ENCODE_CHUNK):
+            out[i : i + ENCODE_CHUNK] = _encode(flat[i : i + ENCODE_CHUNK], fmt, overflow)
+        return out.reshape(x.shape)
+    return _encode(x, fmt, overflow)
+
+
+
+def _encode(x, fmt: FloatFormat, overflow: str) -> np.ndarray:
     r = round_to_format(x, fmt, overflow)
     if fmt.storage_bits > 8:
         if fmt.storage_bits == 32:

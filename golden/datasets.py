@@ -87,7 +87,9 @@ def _sigma(fmt: FloatFormat) -> float:
 
 
 def _gauss(bits: Bits, s: str, shape, fmt: FloatFormat, scale: float = 1.0) -> np.ndarray:
-    return bits.normal(s + ".normal", shape) * (_sigma(fmt) * scale)
+    x = bits.normal(s + ".normal", shape)
+    x *= _sigma(fmt) * scale  # in place: a large case's fresh copy costs its page faults
+    return x
 
 
 def _one_per_line(bits: Bits, s: str, lines: int, K: int) -> np.ndarray:
