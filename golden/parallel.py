@@ -18,6 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["threads", "map_ordered"]
 
+MAX_THREADS = 4
+"""Most threads a map uses. Between NumPy calls a thread holds the GIL; past a few threads
+the handoffs cost more than the threads add. Measured on the H100's 16-core host, the judge
+of an 8192 x 6144 output: 2.2 to 3.1 s on 1 thread, 1.06 s on 4, 1.7 to 2.0 s on 16."""
+
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _inside = threading.local()
@@ -36,10 +41,11 @@ def threads() -> int:
 
 
 def map_ordered(fn, items) -> list:
-    """``[fn(i) for i in items]``, on :func:`threads` threads where there are several items
+    """``[fn(i) for i in items]``, on :func:`threads` threads (at most MAX_THREADS) where
+    there are several items
     (serially inside a piece already running on the pool: no nested waits)."""
     items = list(items)
-    n = threads()
+    n = min(threads(), MAX_THREADS)
     if n <= 1 or len(items) <= 1 or getattr(_inside, "flag", False):
         return [fn(i) for i in items]
     return list(_executor(n).map(lambda i: _run_inside(fn, i), items))

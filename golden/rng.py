@@ -20,6 +20,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from .parallel import map_ordered
+
 __all__ = ["Bits", "splitmix64", "stream_key"]
 
 _U64 = np.uint64
@@ -32,6 +34,9 @@ _LO32 = _U64(0xFFFFFFFF)
 
 CHUNK = 1 << 16
 """Raw words generated per pass (keeps temporaries in cache; results do not depend on it)."""
+
+THREADED_CHUNKS = 16
+"""A draw of at least this many chunks runs them on ``golden.parallel``'s threads."""
 
 _PERSON = b"golden.rng.v1"
 
@@ -117,10 +122,18 @@ class Bits:
         skey = self._key(stream)
         out = np.empty(n, dtype=dtype)
         step = max(1, CHUNK // per)
-        for lo in range(0, n, step):
+
+        def piece(lo: int) -> None:  # chunks are independent: any thread, any order
             hi = min(n, lo + step)
             raw = _splitmix_chunk(skey, lo * per, (hi - lo) * per)  # scratch: fn may write it
             out[lo:hi] = fn(raw.reshape(hi - lo, per) if per > 1 else raw)
+
+        starts = range(0, n, step)
+        if len(starts) >= THREADED_CHUNKS:
+            map_ordered(piece, starts)
+        else:
+            for lo in starts:
+                piece(lo)
         return out.reshape(shape)
 
     def uint64(self, stream: str, n: int) -> np.ndarray:

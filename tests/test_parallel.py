@@ -39,3 +39,24 @@ def test_map_ordered_keeps_order_runs_on_threads_and_never_nests(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert map_ordered(lambda i: threading.current_thread().name, range(5)) == [
         threading.main_thread().name] * 5
+
+
+@pytest.mark.parametrize("draw", ["uint64", "normal", "integers"])
+def test_a_threaded_draw_has_the_bits_of_a_serial_one(monkeypatch, draw):
+    """Draws of THREADED_CHUNKS chunks or more run on threads: the same bits as on one."""
+    import numpy as np
+
+    from golden import rng
+
+    per = 6 if draw == "normal" else 1  # words per value
+    n = rng.THREADED_CHUNKS * (rng.CHUNK // per) + 5
+    args = {"uint64": (n,), "normal": ((n,),), "integers": ((n,), -7, 1 << 40)}[draw]
+    maps = []
+    monkeypatch.setattr(rng, "map_ordered", lambda fn, items: maps.append(len(items)) or
+                        map_ordered(fn, items))
+    out = {}
+    for threads_ in ("1", "4"):
+        monkeypatch.setenv("OMP_NUM_THREADS", threads_)
+        out[threads_] = getattr(rng.Bits("case", 3), draw)("s", *args)
+    assert maps == [rng.THREADED_CHUNKS + 1] * 2
+    assert np.array_equal(out["1"].view(np.uint64), out["4"].view(np.uint64))
