@@ -327,6 +327,9 @@ def bench_all(args) -> int:
 
 
 def main(argv=None) -> int:
+    from .plugin import passive_waits
+
+    passive_waits()  # as the suite runs (before torch loads); the pytest runs inherit it
     p = argparse.ArgumentParser(prog="python -m conformance.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--top", type=int, default=2, help="how many of the largest llm shapes")

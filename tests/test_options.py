@@ -364,3 +364,16 @@ def test_reference_device_cpu_runs_and_is_named_in_the_header():
     assert p.returncode == 0, p.stdout[-3000:]
     assert "reference: float64 GEMM on torch cpu where exact" in p.stdout, p.stdout[:2000]
     assert re.search(rf"\b{len(SMOKE)} passed\b", summary(p.stdout)), summary(p.stdout)
+
+
+def test_openmp_threads_wait_passively_unless_the_user_chose(monkeypatch):
+    """The suite asks OpenMP runtimes loaded after it to let idle threads sleep (a CPU
+    kernel's spinning threads slow the reference and the judge); a user's choice stays."""
+    from conformance.plugin import passive_waits
+
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    passive_waits()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    passive_waits()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
