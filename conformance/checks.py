@@ -8,6 +8,11 @@ profile's accumulation error can explain (the mismatch-rate check,
 ``golden.bounds.mismatch_limit``). Errors below one output ulp that every element shares (a
 truncating output rounding, a one-ulp bias) pass (3); (4) sees them where the bound is about
 one ulp, (5) also where it is wider.
+
+How: each row block of the output (the whole output unless it is large) is tallied (counts,
+sums, extremes, candidate worst elements), and the verdict is read off the joined tallies.
+A block whose output and Y* are finite takes a path with no masks, bit for bit the general
+one's results.
 """
 
 from __future__ import annotations
@@ -134,7 +139,7 @@ class _Tally:
 def _tally(data: CaseData, got_all: np.ndarray, profile: AccumProfile, rows: slice) -> _Tally:
     """The judge's quantities over output rows ``rows``."""
     exp, got = data.expected[rows], got_all[rows]
-    if (not profile.exact and np.isfinite(exp).all() and np.isfinite(got).all()):
+    if not profile.exact and np.isfinite(exp).all() and np.isfinite(got).all():
         t = _tally_finite(data, exp, got, profile, rows)
         if t is not None:
             return t
