@@ -15,6 +15,7 @@ from functools import cache
 import numpy as np
 
 from .formats import FloatFormat, get_format
+from .parallel import map_ordered
 
 __all__ = [
     "round_to_format",
@@ -184,6 +185,9 @@ def decode(codes, fmt: FloatFormat | str) -> np.ndarray:
 ENCODE_CHUNK = 1 << 16
 """Values per piece of a large :func:`encode` (its temporaries stay in cache)."""
 
+THREADED_CHUNKS = 16
+"""An :func:`encode` of at least this many pieces runs them on ``golden.parallel``'s threads."""
+
 
 def encode(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.ndarray:
     """Codes of ``x`` (float64, or anything NumPy turns into it) rounded to ``fmt``.
@@ -195,8 +199,16 @@ def encode(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.ndarray:
     if x.size > ENCODE_CHUNK:  # elementwise: chunks give the same codes, in cache
         flat = x.reshape(-1)
         out = np.empty(flat.shape, code_dtype(fmt))
-        for i in range(0, flat.size, ENCODE_CHUNK):
+
+        def piece(i: int) -> None:
             out[i : i + ENCODE_CHUNK] = _encode(flat[i : i + ENCODE_CHUNK], fmt, overflow)
+
+        starts = range(0, flat.size, ENCODE_CHUNK)
+        if len(starts) >= THREADED_CHUNKS:
+            map_ordered(piece, starts)
+        else:
+            for i in starts:
+                piece(i)
         return out.reshape(x.shape)
     return _encode(x, fmt, overflow)
 

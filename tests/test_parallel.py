@@ -60,3 +60,25 @@ def test_a_threaded_draw_has_the_bits_of_a_serial_one(monkeypatch, draw):
         out[threads_] = getattr(rng.Bits("case", 3), draw)("s", *args)
     assert maps == [rng.THREADED_CHUNKS + 1] * 2
     assert np.array_equal(out["1"].view(np.uint64), out["4"].view(np.uint64))
+
+
+def test_a_threaded_encode_has_the_codes_of_a_serial_one(monkeypatch):
+    """An encode of THREADED_CHUNKS pieces or more runs them on threads: the same codes."""
+    import numpy as np
+
+    from golden import codecs
+    from golden.rng import Bits
+
+    n = codecs.THREADED_CHUNKS * codecs.ENCODE_CHUNK + 7
+    x = Bits("case", 5).normal("x", (n,)) * 300.0  # past e4m3's 448: saturation too
+    x[::1001] = np.nan
+    maps = []
+    monkeypatch.setattr(codecs, "map_ordered", lambda fn, items: maps.append(len(items)) or
+                        map_ordered(fn, items))
+    out = {}
+    for threads_ in ("1", "4"):
+        monkeypatch.setenv("OMP_NUM_THREADS", threads_)
+        out[threads_] = codecs.encode(x, "e4m3fn", "saturate")
+    assert maps == [codecs.THREADED_CHUNKS + 1] * 2
+    assert np.array_equal(out["1"], out["4"])
+    assert np.array_equal(out["4"], codecs._encode(x, codecs.get_format("e4m3fn"), "saturate"))
