@@ -41,6 +41,19 @@ def test_map_ordered_keeps_order_runs_on_threads_and_never_nests(monkeypatch):
         threading.main_thread().name] * 5
 
 
+def _on_1_and_4_threads(monkeypatch, module, call) -> tuple[dict, list]:
+    """``call()`` with OMP_NUM_THREADS 1 then 4, and the piece counts ``module`` handed to
+    ``map_ordered`` (proof the threaded path ran)."""
+    maps = []
+    monkeypatch.setattr(module, "map_ordered", lambda fn, items: maps.append(len(items)) or
+                        map_ordered(fn, items))
+    out = {}
+    for threads_ in ("1", "4"):
+        monkeypatch.setenv("OMP_NUM_THREADS", threads_)
+        out[threads_] = call()
+    return out, maps
+
+
 @pytest.mark.parametrize("draw", ["uint64", "normal", "integers"])
 def test_a_threaded_draw_has_the_bits_of_a_serial_one(monkeypatch, draw):
     """Draws of THREADED_CHUNKS chunks or more run on threads: the same bits as on one."""
@@ -51,13 +64,8 @@ def test_a_threaded_draw_has_the_bits_of_a_serial_one(monkeypatch, draw):
     per = 6 if draw == "normal" else 1  # words per value
     n = rng.THREADED_CHUNKS * (rng.CHUNK // per) + 5
     args = {"uint64": (n,), "normal": ((n,),), "integers": ((n,), -7, 1 << 40)}[draw]
-    maps = []
-    monkeypatch.setattr(rng, "map_ordered", lambda fn, items: maps.append(len(items)) or
-                        map_ordered(fn, items))
-    out = {}
-    for threads_ in ("1", "4"):
-        monkeypatch.setenv("OMP_NUM_THREADS", threads_)
-        out[threads_] = getattr(rng.Bits("case", 3), draw)("s", *args)
+    out, maps = _on_1_and_4_threads(
+        monkeypatch, rng, lambda: getattr(rng.Bits("case", 3), draw)("s", *args))
     assert maps == [rng.THREADED_CHUNKS + 1] * 2
     assert np.array_equal(out["1"].view(np.uint64), out["4"].view(np.uint64))
 
@@ -72,13 +80,8 @@ def test_a_threaded_encode_has_the_codes_of_a_serial_one(monkeypatch):
     n = codecs.THREADED_CHUNKS * codecs.ENCODE_CHUNK + 7
     x = Bits("case", 5).normal("x", (n,)) * 300.0  # past e4m3's 448: saturation too
     x[::1001] = np.nan
-    maps = []
-    monkeypatch.setattr(codecs, "map_ordered", lambda fn, items: maps.append(len(items)) or
-                        map_ordered(fn, items))
-    out = {}
-    for threads_ in ("1", "4"):
-        monkeypatch.setenv("OMP_NUM_THREADS", threads_)
-        out[threads_] = codecs.encode(x, "e4m3fn", "saturate")
+    out, maps = _on_1_and_4_threads(
+        monkeypatch, codecs, lambda: codecs.encode(x, "e4m3fn", "saturate"))
     assert maps == [codecs.THREADED_CHUNKS + 1] * 2
     assert np.array_equal(out["1"], out["4"])
     assert np.array_equal(out["4"], codecs._encode(x, codecs.get_format("e4m3fn"), "saturate"))
