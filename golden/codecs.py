@@ -15,7 +15,7 @@ from functools import cache
 import numpy as np
 
 from .formats import FloatFormat, get_format
-from .parallel import map_ordered
+from .parallel import MIN_CHUNKS, map_ordered
 
 __all__ = [
     "round_to_format",
@@ -185,9 +185,6 @@ def decode(codes, fmt: FloatFormat | str) -> np.ndarray:
 ENCODE_CHUNK = 1 << 16
 """Values per piece of a large :func:`encode` (its temporaries stay in cache)."""
 
-THREADED_CHUNKS = 16
-"""An :func:`encode` of at least this many pieces runs them on ``golden.parallel``'s threads."""
-
 
 def encode(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.ndarray:
     """Codes of ``x`` (float64, or anything NumPy turns into it) rounded to ``fmt``.
@@ -203,15 +200,9 @@ def encode(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.ndarray:
         def piece(i: int) -> None:
             out[i : i + ENCODE_CHUNK] = _encode(flat[i : i + ENCODE_CHUNK], fmt, overflow)
 
-        starts = range(0, flat.size, ENCODE_CHUNK)
-        if len(starts) >= THREADED_CHUNKS:
-            map_ordered(piece, starts)
-        else:
-            for i in starts:
-                piece(i)
+        map_ordered(piece, range(0, flat.size, ENCODE_CHUNK), min_items=MIN_CHUNKS)
         return out.reshape(x.shape)
     return _encode(x, fmt, overflow)
-
 
 
 def _encode(x, fmt: FloatFormat, overflow: str) -> np.ndarray:

@@ -16,12 +16,16 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["threads", "map_ordered"]
+__all__ = ["threads", "map_ordered", "MAX_THREADS", "MIN_CHUNKS"]
 
 MAX_THREADS = 4
 """Most threads a map uses. Between NumPy calls a thread holds the GIL; past a few threads
 the handoffs cost more than the threads add. Measured on the H100's 16-core host, the judge
 of an 8192 x 6144 output: 2.2 to 3.1 s on 1 thread, 1.06 s on 4, 1.7 to 2.0 s on 16."""
+
+MIN_CHUNKS = 16
+"""Fewest chunks of a large draw or encode (``golden.rng``, ``golden.codecs``) worth threads:
+a million words or values; no default-grid case has that many."""
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
@@ -40,13 +44,15 @@ def threads() -> int:
         return os.cpu_count() or 1
 
 
-def map_ordered(fn, items) -> list:
+def map_ordered(fn, items, min_items: int = 2) -> list:
     """``[fn(i) for i in items]``, on :func:`threads` threads (at most MAX_THREADS) where
-    there are several items
-    (serially inside a piece already running on the pool: no nested waits)."""
+    there are at least ``min_items`` items; serially otherwise, and inside a piece already
+    running on the pool (no nested waits)."""
     items = list(items)
+    if len(items) < max(2, min_items) or getattr(_inside, "flag", False):
+        return [fn(i) for i in items]
     n = min(threads(), MAX_THREADS)
-    if n <= 1 or len(items) <= 1 or getattr(_inside, "flag", False):
+    if n <= 1:
         return [fn(i) for i in items]
     return list(_executor(n).map(lambda i: _run_inside(fn, i), items))
 

@@ -20,7 +20,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from .parallel import map_ordered
+from .parallel import MIN_CHUNKS, map_ordered
 
 __all__ = ["Bits", "splitmix64", "stream_key"]
 
@@ -34,9 +34,6 @@ _LO32 = _U64(0xFFFFFFFF)
 
 CHUNK = 1 << 16
 """Raw words generated per pass (keeps temporaries in cache; results do not depend on it)."""
-
-THREADED_CHUNKS = 16
-"""A draw of at least this many chunks runs them on ``golden.parallel``'s threads."""
 
 _PERSON = b"golden.rng.v1"
 
@@ -128,12 +125,7 @@ class Bits:
             raw = _splitmix_chunk(skey, lo * per, (hi - lo) * per)  # scratch: fn may write it
             out[lo:hi] = fn(raw.reshape(hi - lo, per) if per > 1 else raw)
 
-        starts = range(0, n, step)
-        if len(starts) >= THREADED_CHUNKS:
-            map_ordered(piece, starts)
-        else:
-            for lo in starts:
-                piece(lo)
+        map_ordered(piece, range(0, n, step), min_items=MIN_CHUNKS)
         return out.reshape(shape)
 
     def uint64(self, stream: str, n: int) -> np.ndarray:

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from golden.parallel import map_ordered, threads
+from golden.parallel import MIN_CHUNKS, map_ordered, threads
 
 
 @pytest.mark.parametrize("value, want", [("3", 3), (" 2 ", 2), ("1", 1)])
@@ -36,17 +36,19 @@ def test_map_ordered_keeps_order_runs_on_threads_and_never_nests(monkeypatch):
     out = map_ordered(piece, range(40))
     assert out == [(i, [0, 10, 20]) for i in range(40)]
     assert any(name.startswith("golden") for name in seen)
+    main = threading.main_thread().name
+    assert map_ordered(lambda i: threading.current_thread().name, range(5), min_items=6) == [
+        main] * 5  # fewer items than min_items: serial
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert map_ordered(lambda i: threading.current_thread().name, range(5)) == [
-        threading.main_thread().name] * 5
+    assert map_ordered(lambda i: threading.current_thread().name, range(5)) == [main] * 5
 
 
 def _on_1_and_4_threads(monkeypatch, module, call) -> tuple[dict, list]:
     """``call()`` with OMP_NUM_THREADS 1 then 4, and the piece counts ``module`` handed to
     ``map_ordered`` (proof the threaded path ran)."""
     maps = []
-    monkeypatch.setattr(module, "map_ordered", lambda fn, items: maps.append(len(items)) or
-                        map_ordered(fn, items))
+    monkeypatch.setattr(module, "map_ordered", lambda fn, items, **kw: maps.append(len(items))
+                        or map_ordered(fn, items, **kw))
     out = {}
     for threads_ in ("1", "4"):
         monkeypatch.setenv("OMP_NUM_THREADS", threads_)
@@ -56,32 +58,32 @@ def _on_1_and_4_threads(monkeypatch, module, call) -> tuple[dict, list]:
 
 @pytest.mark.parametrize("draw", ["uint64", "normal", "integers"])
 def test_a_threaded_draw_has_the_bits_of_a_serial_one(monkeypatch, draw):
-    """Draws of THREADED_CHUNKS chunks or more run on threads: the same bits as on one."""
+    """Draws of MIN_CHUNKS chunks or more run on threads: the same bits as on one."""
     import numpy as np
 
     from golden import rng
 
     per = 6 if draw == "normal" else 1  # words per value
-    n = rng.THREADED_CHUNKS * (rng.CHUNK // per) + 5
+    n = MIN_CHUNKS * (rng.CHUNK // per) + 5
     args = {"uint64": (n,), "normal": ((n,),), "integers": ((n,), -7, 1 << 40)}[draw]
     out, maps = _on_1_and_4_threads(
         monkeypatch, rng, lambda: getattr(rng.Bits("case", 3), draw)("s", *args))
-    assert maps == [rng.THREADED_CHUNKS + 1] * 2
+    assert maps == [MIN_CHUNKS + 1] * 2
     assert np.array_equal(out["1"].view(np.uint64), out["4"].view(np.uint64))
 
 
 def test_a_threaded_encode_has_the_codes_of_a_serial_one(monkeypatch):
-    """An encode of THREADED_CHUNKS pieces or more runs them on threads: the same codes."""
+    """An encode of MIN_CHUNKS pieces or more runs them on threads: the same codes."""
     import numpy as np
 
     from golden import codecs
     from golden.rng import Bits
 
-    n = codecs.THREADED_CHUNKS * codecs.ENCODE_CHUNK + 7
+    n = MIN_CHUNKS * codecs.ENCODE_CHUNK + 7
     x = Bits("case", 5).normal("x", (n,)) * 300.0  # past e4m3's 448: saturation too
     x[::1001] = np.nan
     out, maps = _on_1_and_4_threads(
         monkeypatch, codecs, lambda: codecs.encode(x, "e4m3fn", "saturate"))
-    assert maps == [codecs.THREADED_CHUNKS + 1] * 2
+    assert maps == [MIN_CHUNKS + 1] * 2
     assert np.array_equal(out["1"], out["4"])
     assert np.array_equal(out["4"], codecs._encode(x, codecs.get_format("e4m3fn"), "saturate"))
