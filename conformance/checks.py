@@ -32,6 +32,7 @@ from golden.bounds import (
     finite_mismatch_sum,
     mismatch_limit,
     mismatch_probability,
+    statistics,
     statistics_from_sums,
     tosa_fp8_bound,
     ulp,
@@ -223,10 +224,7 @@ def _tally_general(data, exp, got, profile, rows) -> _Tally:
     over = both & (err > bound)
 
     signed = np.where(zero, 0.0, diff)
-    if any_nan:
-        signed = np.where(both, signed, np.nan)
-    ok = np.isfinite(signed) & (bound > 0)
-    z = signed[ok] / bound[ok]
+    stats = statistics(np.where(both, signed, np.nan) if any_nan else signed, bound)
 
     equal = got == exp
     if any_nan:
@@ -268,7 +266,7 @@ def _tally_general(data, exp, got, profile, rows) -> _Tally:
                      "ulps": math.nan}
     return _Tally(
         size=exp.size, nan_missing=nan_missing, nan_extra=nan_extra, over=int(over.sum()),
-        stats=(int(z.size), float(np.sum(z * z)), float(np.sum(z))),
+        stats=(stats["count"], stats["sum_z2"], stats["sum_z"]),
         equal=int(np.count_nonzero(equal)), mismatch=mismatch,
         maxima=_maxima(err, ulps, rel, use, ratio), sqnr=_sqnr_sums(data, got, rows),
         worst_use=worst_use, worst_err=worst_err, use_seen=bool(over.any()) or key_pos,
