@@ -61,8 +61,8 @@ class DataSet:
 
 
 def _sign(bits: Bits, s: str, shape) -> np.ndarray:
-    """+-1.0 with equal probability."""
-    return np.where(bits.choice_mask(s + ".sign", shape, 0.5), -1.0, 1.0)
+    """+-1.0 with equal probability (-1.0 where ``choice_mask(s + ".sign", shape, 0.5)``)."""
+    return bits.signs(s + ".sign", shape)
 
 
 def _binades(bits: Bits, s: str, shape, fmt: FloatFormat, e_lo: int, e_hi: int) -> np.ndarray:
@@ -182,19 +182,22 @@ def _rowscale(bits, M, N, K, fa, fb):
 
 def _saturate(bits, M, N, K, fa, fb):
     # Gaussian with 1/8 of the entries, plus one per row of A / column of B, in (max, 4 max).
-    def over(s, shape, fmt):
-        return _sign(bits, s, shape) * (fmt.max * (1.0 + 2.0**-6 + 3.0 * bits.uniform(s, shape)))
+    def over(s, shape, fmt, at=None):
+        """Element ``i`` of a ``shape`` draw: sign * max * (1 + 2**-6 + 3 u); ``at``: only
+        those elements (flat indices)."""
+        sign = bits.signs(s + ".sign", shape, at=at)
+        return sign * (fmt.max * (1.0 + 2.0**-6 + 3.0 * bits.uniform(s, shape, at=at)))
 
-    a = _gauss(bits, "saturate.a", (M, K), fa)
-    a = np.where(
-        bits.choice_mask("saturate.a.mask", (M, K), 0.125), over("saturate.a.over", (M, K), fa), a
-    )
+    def masked_over(x, s, fmt):
+        """``x`` with the elements of stream ``s + ".mask"`` (p = 1/8) set to ``over``'s."""
+        at = np.flatnonzero(bits.choice_mask(s + ".mask", x.shape, 0.125))
+        np.put(x, at, over(s + ".over", x.shape, fmt, at))
+        return x
+
+    a = masked_over(_gauss(bits, "saturate.a", (M, K), fa), "saturate.a", fa)
     k = _one_per_line(bits, "saturate.a.row", M, K)
     a[np.arange(len(k)), k] = over("saturate.a.row", (len(k),), fa)
-    b = _gauss(bits, "saturate.b", (K, N), fb)
-    b = np.where(
-        bits.choice_mask("saturate.b.mask", (K, N), 0.125), over("saturate.b.over", (K, N), fb), b
-    )
+    b = masked_over(_gauss(bits, "saturate.b", (K, N), fb), "saturate.b", fb)
     k = _one_per_line(bits, "saturate.b.col", N, K)
     b[k, np.arange(len(k))] = over("saturate.b.col", (len(k),), fb)
     return a, b

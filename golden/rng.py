@@ -67,12 +67,17 @@ def _splitmix_chunk(skey: int, start: int, count: int) -> np.ndarray:
         # (start + j) * GAMMA + skey for counters j = 1 .. count, modulo 2**64, as
         # j * GAMMA (kept in the scratch) plus one constant: one pass instead of three
         np.add(ws.iota_gamma[:count], _U64((start * int(_GAMMA) + skey) % (1 << 64)), out=z)
-        z ^= np.right_shift(z, _S30, out=t)
-        z *= _MUL1
-        z ^= np.right_shift(z, _S27, out=t)
-        z *= _MUL2
-        z ^= np.right_shift(z, _S31, out=t)
+        _mix(z, t)
     return z
+
+
+def _mix(z: np.ndarray, t: np.ndarray) -> None:
+    """SplitMix64's output mix of the states ``z``, in place (``t``: scratch of z's size)."""
+    z ^= np.right_shift(z, _S30, out=t)
+    z *= _MUL1
+    z ^= np.right_shift(z, _S27, out=t)
+    z *= _MUL2
+    z ^= np.right_shift(z, _S31, out=t)
 
 
 _local = threading.local()
@@ -82,7 +87,7 @@ def _scratch():
     """This thread's buffers of CHUNK words: ``iota_gamma`` (j * GAMMA modulo 2**64 for
     j = 1 .. CHUNK), ``raw`` and ``tmp``."""
     ws = getattr(_local, "ws", None)
-    if ws is None:
+    if ws is None or len(ws.raw) != CHUNK:  # first use in this thread, or CHUNK changed
         with np.errstate(over="ignore"):
             iota_gamma = np.arange(1, CHUNK + 1, dtype=_U64) * _GAMMA
         ws = _local.ws = SimpleNamespace(iota_gamma=iota_gamma, raw=np.empty(CHUNK, _U64),
@@ -112,11 +117,14 @@ class Bits:
     def _key(self, stream: str) -> int:
         return stream_key(self.key, self.seed, stream)
 
-    def _map(self, stream: str, shape, per: int, fn, dtype) -> np.ndarray:
-        """Apply ``fn`` to ``per`` raw words per element, chunk by chunk, into a new array."""
+    def _map(self, stream: str, shape, per: int, fn, dtype, at=None) -> np.ndarray:
+        """Apply ``fn`` to ``per`` raw words per element, chunk by chunk, into a new array;
+        with ``at``, only at those elements (see :meth:`_map_at`)."""
         shape = _shape(shape)
         n = math.prod(shape)
         skey = self._key(stream)
+        if at is not None:
+            return _map_at(skey, n, at, fn, dtype)
         out = np.empty(n, dtype=dtype)
         step = max(1, CHUNK // per)
 
@@ -132,9 +140,19 @@ class Bits:
         """``n`` raw uint64 words of ``stream``."""
         return self._map(stream, (operator.index(n),), 1, lambda r: r, _U64)
 
-    def uniform(self, stream: str, shape) -> np.ndarray:
-        """float64 in [0, 1): the top 53 bits ``k`` of a word, as ``k * 2**-53`` (exact)."""
-        return self._map(stream, shape, 1, _uniform53, np.float64)
+    def uniform(self, stream: str, shape, at=None) -> np.ndarray:
+        """float64 in [0, 1): the top 53 bits ``k`` of a word, as ``k * 2**-53`` (exact).
+
+        ``at`` (flat element indices into ``shape``): only those elements of the draw, in
+        ``at``'s order, without computing the rest (what ``uniform(...).ravel()[at]`` gives).
+        """
+        return self._map(stream, shape, 1, _uniform53, np.float64, at)
+
+    def signs(self, stream: str, shape, at=None) -> np.ndarray:
+        """float64 +-1.0 with equal probability: -1.0 exactly where
+        ``choice_mask(stream, shape, 0.5)`` is True (the word's top bit is 0). ``at`` as in
+        :meth:`uniform`."""
+        return self._map(stream, shape, 1, _sign_of_top_bit, np.float64, at)
 
     def normal(self, stream: str, shape) -> np.ndarray:
         """Approximately standard normal, exactly computed: Irwin-Hall sum of 12 uniforms.
@@ -169,8 +187,39 @@ class Bits:
         return self._map(stream, shape, 1, lambda u: (u >> _S11) < t, np.bool_)
 
 
+def _map_at(skey: int, n: int, at, fn, dtype) -> np.ndarray:
+    """``fn`` of the words of elements ``at`` (flat indices below ``n``) of a one-word-per-
+    element stream: word ``i`` is SplitMix64's output ``i`` (the mix of ``skey + (i+1) GAMMA``),
+    however the full draw would be chunked."""
+    at = np.asarray(at)
+    if at.ndim != 1 or at.dtype.kind not in "iu":
+        raise TypeError(f"at must be a 1-D integer array of element indices, got {at.dtype} "
+                        f"with shape {at.shape}")
+    if at.size and (int(at.min()) < 0 or int(at.max()) >= n):
+        raise ValueError(f"at holds index {int(at.min()) if at.min() < 0 else int(at.max())} "
+                         f"outside the draw's {n} elements")
+    with np.errstate(over="ignore"):
+        z = at.astype(_U64) * _GAMMA
+        z += _U64((int(_GAMMA) + skey) % (1 << 64))
+        _mix(z, np.empty_like(z))
+    return fn(z).astype(dtype, copy=False)
+
+
 def _uniform53(u: np.ndarray) -> np.ndarray:
     return (u >> _S11).astype(np.int64).astype(np.float64) * 2.0**-53
+
+
+_ONE_BITS = _U64(0x3FF0_0000_0000_0000)  # float64 1.0
+_SIGN_BIT = _U64(1 << 63)
+
+
+def _sign_of_top_bit(u: np.ndarray) -> np.ndarray:
+    """+1.0 where ``u``'s top bit is 1, -1.0 where it is 0: 1.0's bits with the sign bit set
+    from the complement of the top bit (may overwrite ``u``)."""
+    np.invert(u, out=u)
+    u &= _SIGN_BIT
+    u |= _ONE_BITS
+    return u.view(np.float64)
 
 
 _ONES12 = np.ones(12)

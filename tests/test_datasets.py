@@ -226,6 +226,26 @@ def test_value_depends_only_on_index():
     assert b.normal("g", ()).shape == ()
 
 
+def test_draws_at_indices_are_those_elements_of_the_full_draw(monkeypatch):
+    b = Bits("case", 1)
+    monkeypatch.setattr(rng, "CHUNK", 7)  # elements in several chunks of the full draw
+    at = np.array([999, 0, 7, 8, 500, 7])
+    assert np.array_equal(b.uniform("f", (10, 100), at=at), b.uniform("f", 1000)[at])
+    assert np.array_equal(b.signs("s", 1000, at=at), b.signs("s", 1000)[at])
+    assert b.uniform("f", 5, at=np.zeros(0, np.int64)).shape == (0,)
+    with pytest.raises(ValueError, match="index 1000 outside the draw's 1000 elements"):
+        b.uniform("f", 1000, at=np.array([3, 1000]))
+    with pytest.raises(TypeError, match="1-D integer array"):
+        b.uniform("f", 10, at=np.array([0.5]))
+
+
+def test_signs_are_minus_one_where_the_half_mask_is_true():
+    b = Bits("case", 1)
+    mask, signs = b.choice_mask("s", 4000, 0.5), b.signs("s", 4000)
+    assert np.array_equal(signs, np.where(mask, -1.0, 1.0))
+    assert 1800 < np.count_nonzero(mask) < 2200
+
+
 def test_chunking_does_not_change_results(monkeypatch):
     ref = _all_draws(Bits("chunk", 2), 1001)
     monkeypatch.setattr(rng, "CHUNK", 7)
