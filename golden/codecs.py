@@ -20,6 +20,7 @@ from .parallel import MIN_CHUNKS, map_ordered
 __all__ = [
     "round_to_format",
     "round_unbounded",
+    "limit_range",
     "round_bits",
     "encode",
     "decode",
@@ -116,14 +117,23 @@ def round_to_format(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.nda
     fmt = get_format(fmt)
     _check_overflow(overflow)
     x = np.asarray(x, dtype=np.float64)
-    r = round_unbounded(x, fmt)
+    return limit_range(round_unbounded(x, fmt), fmt, overflow)
+
+
+def limit_range(r: np.ndarray, fmt: FloatFormat | str, overflow: str = "ieee") -> np.ndarray:
+    """``fmt``'s range applied to ``r``, values at ``fmt``'s precision with the exponent
+    unbounded (:func:`round_unbounded`'s output, changed in place and returned): past max by
+    ``overflow``; in formats without -0, -0 becomes +0. ``round_to_format`` of a value already
+    at fmt's precision, without rounding it again."""
+    fmt = get_format(fmt)
+    _check_overflow(overflow)
     with np.errstate(invalid="ignore"):
-        over = np.abs(r) > fmt.max  # also true for +-inf inputs, false for NaN
-    if over.any():
+        over = np.abs(r) > fmt.max  # also true for +-inf, false for NaN
+    if over.any():  # r keeps the sign of the value it was rounded from
         if overflow == "saturate":
-            r[over] = np.copysign(fmt.max, x[over])
+            r[over] = np.copysign(fmt.max, r[over])
         elif fmt.has_inf:
-            r[over] = np.copysign(np.inf, x[over])
+            r[over] = np.copysign(np.inf, r[over])
         else:
             r[over] = np.nan
     if not fmt.has_neg_zero:

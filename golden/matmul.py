@@ -25,7 +25,15 @@ from functools import cache
 
 import numpy as np
 
-from .codecs import decode, decode_table, round_bits, round_to_format, round_unbounded, spacing
+from .codecs import (
+    decode,
+    decode_table,
+    limit_range,
+    round_bits,
+    round_to_format,
+    round_unbounded,
+    spacing,
+)
 from .formats import FloatFormat, get_format
 
 __all__ = [
@@ -258,13 +266,24 @@ def round_sum_exact(terms, p, c, fmt: FloatFormat | str) -> np.ndarray:
     return round_to_format(out, fmt).reshape(shape)  # values are exact: only overflow maps
 
 
-def _half_gap(t: np.ndarray, y: np.ndarray, fmt: FloatFormat) -> np.ndarray:
-    """Distance from ``t`` (a value of ``fmt``) to the rounding boundary on ``y``'s side."""
+_MANTISSA = np.uint64((1 << 52) - 1)
+
+
+def _safe_rounding(t: np.ndarray, y: np.ndarray, d: np.ndarray, err: np.ndarray,
+                   fmt: FloatFormat) -> np.ndarray:
+    """Where the value ``y`` within ``err`` of the exact one, rounded to ``t`` (a value of
+    ``fmt``, ``d = |y - t|``), rounds the exact value to ``t`` too: ``d + err`` is short of
+    the rounding boundary on y's side, and ``err`` of a quarter of the spacing above |t| (the
+    smallest half-gap on either side). The boundary toward zero of a power of two above the
+    normal range's bottom is a quarter spacing away, not a half. An infinite ``t`` is never
+    safe (``d`` is inf or NaN)."""
     at = np.abs(t)
     ulp = spacing(at, fmt)
+    quarter = ulp / 4
     toward_zero = np.abs(y) < at
-    pow2 = (np.frexp(at)[0] == 0.5) & (at > fmt.min_normal)
-    return np.where(toward_zero & pow2, ulp / 4, ulp / 2)
+    pow2 = ((at.view(np.uint64) & _MANTISSA) == 0) & (at > fmt.min_normal)
+    half_gap = np.where(toward_zero & pow2, quarter, ulp / 2)
+    return (d + err < half_gap) & (err < quarter)
 
 
 def scaled_mm_exact(
@@ -433,8 +452,14 @@ def _round_single(s: np.ndarray, sa, sb, c, out: FloatFormat, shape) -> np.ndarr
 def _round_general(terms, sa, sb, c, out: FloatFormat, shape) -> np.ndarray:
     """Fast float64 evaluation with a rigorous error bound; exact fallback where it matters."""
     with np.errstate(over="ignore", invalid="ignore"):
-        s = terms[0] if len(terms) == 1 else np.sum(terms, axis=0)
-        absum = np.abs(s) if len(terms) == 1 else np.sum(np.abs(terms), axis=0)
+        # any summation order: the bound below covers it, and the result is the correctly
+        # rounded value wherever the bound says safe
+        s, absum = terms[0], np.abs(terms[0])
+        if len(terms) > 1:
+            s = s.copy()
+            for term in terms[1:]:
+                s += term
+                absum += np.abs(term)
         p = sa * sb  # exact: two float32 values
         y1 = s * sa * sb
         y = y1 + c
@@ -443,9 +468,9 @@ def _round_general(terms, sa, sb, c, out: FloatFormat, shape) -> np.ndarray:
         err = (len(terms) + 4) * _U * (np.abs(p) * absum + np.abs(y))
         t_ext = round_unbounded(y, out)
         d = np.abs(y - t_ext)
-        safe = (d + err < _half_gap(t_ext, y, out)) & (err < _min_quarter_gap(t_ext, out))
+        safe = _safe_rounding(t_ext, y, d, err, out)
         safe &= np.isfinite(y)
-    t = round_to_format(t_ext, out)  # t_ext is representable: only overflow maps to inf
+    t = limit_range(t_ext, out)  # t_ext is at out's precision: only overflow maps
     t = np.broadcast_to(t, shape).copy()
     if not safe.all():
         idx = np.nonzero(~np.broadcast_to(safe, shape))
@@ -457,11 +482,6 @@ def _round_general(terms, sa, sb, c, out: FloatFormat, shape) -> np.ndarray:
             out,
         )
     return t
-
-
-def _min_quarter_gap(t: np.ndarray, fmt: FloatFormat) -> np.ndarray:
-    """A quarter of the spacing above ``|t|``: the smallest half-gap on either side of t."""
-    return spacing(t, fmt) / 4
 
 
 # --- grouped scaling (block-scaled and weight-only GEMMs) -----------------------------------
