@@ -31,10 +31,10 @@ from golden.bounds import (
     finite_bound_parts,
     finite_mismatch_sum,
     mismatch_limit,
-    mismatch_probability,
     statistics,
     statistics_from_sums,
     tosa_fp8_bound,
+    tosa_ratio_max,
     ulp,
 )
 from golden.cases import CaseData
@@ -168,10 +168,11 @@ def _tally_finite(data, exp, got, profile, rows) -> _Tally | None:
     mu = finite_mismatch_sum(ye, acc, c.out)
     ulps = err / u0
     scale_sum = mag * absdot if bias is None else mag * absdot + np.abs(bias)
-    rel = np.divide(err, scale_sum, out=np.zeros_like(err), where=scale_sum > 0)
-    tosa = tosa_fp8_bound(scale_sum, c.K, bias is not None, c.out)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ratio = np.where((tosa > 0) & (tosa < np.inf), bound / tosa, -np.inf)
+    if scale_sum.min() > 0:
+        rel = err / scale_sum
+    else:
+        rel = np.divide(err, scale_sum, out=np.zeros_like(err), where=scale_sum > 0)
+    ratio = tosa_ratio_max(bound, scale_sum, c.K, bias is not None, c.out)
     ctx = (rows.start, exp, got, bound, err, ulps)
     return _Tally(
         size=exp.size, nan_missing=0, nan_extra=0, over=over,
@@ -197,7 +198,7 @@ def _tally_general(data, exp, got, profile, rows) -> _Tally:
     else:  # every mask below is all-true and skipped
         both = np.True_
 
-    exp_x = extended(exp, c.out)
+    exp_x = exp_thr = extended(exp, c.out)  # exp_thr: infinities as the threshold
     got_x = extended(got, c.out)
     inf_e = np.isinf(exp)
     any_inf_e = bool(inf_e.any())
@@ -209,11 +210,16 @@ def _tally_general(data, exp, got, profile, rows) -> _Tally:
         exp_x[inf_e] = unrounded(data, (i + rows.start, j))
     bias = None if data.bias is None else data.bias.reshape(1, -1)
     absdot, mag = data.absdot[rows], _rows(data.scale_mag, rows)
+    u0 = None  # ulp(exp_x), where the bound's helper gives it
     if profile.exact:
         acc, bound = None, np.zeros(exp.shape)
     else:  # the allowance before the output rounding, kept for the mismatch-rate check
         acc = accumulation_allowance(absdot, mag, bias, c.K, profile, _operand_eps(c))
-        bound = allowance_bound(exp, acc, c.out)
+        if not nan_e.any():  # exp_thr is finite: the finite helper, bit for bit
+            u0, bound = finite_bound_parts(np.abs(exp_thr), acc, c.out)
+            u0 = None if any_inf_e else u0  # exp_x holds unrounded values there
+        else:
+            bound = allowance_bound(exp, acc, c.out)
     diff = got_x - exp_x
     err = np.abs(diff)
     if any_nan or any_inf_e:  # matching infinities and NaNs: no error
@@ -238,9 +244,11 @@ def _tally_general(data, exp, got, profile, rows) -> _Tally:
         else:
             acc_f, exp_f = np.broadcast_to(acc, exp.shape), exp
             count, differ = exp.size, exp.size - int(np.count_nonzero(equal))
-        mismatch = (count, differ, float(mismatch_probability(exp_f, acc_f, c.out).sum()))
+        mismatch = (count, differ, finite_mismatch_sum(np.abs(exp_f), acc_f, c.out))
 
-    ulps = err / ulp(np.where(both, exp_x, 0.0) if any_nan else exp_x, c.out)
+    if u0 is None:
+        u0 = ulp(np.where(both, exp_x, 0.0) if any_nan else exp_x, c.out)
+    ulps = err / u0
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
         scale_sum = mag * absdot + (0.0 if bias is None else np.abs(bias))
         rel = np.where(both & np.isfinite(scale_sum) & (scale_sum > 0) & np.isfinite(err),
@@ -268,15 +276,15 @@ def _tally_general(data, exp, got, profile, rows) -> _Tally:
         size=exp.size, nan_missing=nan_missing, nan_extra=nan_extra, over=int(over.sum()),
         stats=(stats["count"], stats["sum_z2"], stats["sum_z"]),
         equal=int(np.count_nonzero(equal)), mismatch=mismatch,
-        maxima=_maxima(err, ulps, rel, use, ratio), sqnr=_sqnr_sums(data, got, rows),
+        maxima=_maxima(err, ulps, rel, use, float(ratio.max())), sqnr=_sqnr_sums(data, got, rows),
         worst_use=worst_use, worst_err=worst_err, use_seen=bool(over.any()) or key_pos,
         worst_nan=worst_nan)
 
 
-def _maxima(err, ulps, rel, use, ratio) -> dict:
+def _maxima(err, ulps, rel, use, tosa_ratio: float) -> dict:
     return {"max_abs_err": float(err.max()), "max_ulps": float(ulps.max()),
             "rel_err": float(rel.max()), "bound_use": float(use.max()),
-            "tosa_ratio": float(ratio.max())}
+            "tosa_ratio": tosa_ratio}
 
 
 def _element(ctx, key: np.ndarray) -> dict:

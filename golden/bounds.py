@@ -43,6 +43,7 @@ __all__ = [
     "statistics",
     "statistics_from_sums",
     "tosa_fp8_bound",
+    "tosa_ratio_max",
     "accumulation_allowance",
     "allowance_bound",
     "finite_bound_parts",
@@ -277,10 +278,31 @@ def tosa_fp8_bound(size, k: int, has_bias: bool, out_fmt) -> np.ndarray:
     for FP8 inputs ``ksb`` is relaxed to ``max(ksb, min(ksb, 64) 2**10)`` (DESIGN §4). Zero
     where ``size`` is zero (TOSA then requires an exact zero); inf where it is not finite.
     """
+    size = np.asarray(size, np.float64)
+    tosa = _tosa_positive(size, k, has_bias, out_fmt)
+    with np.errstate(invalid="ignore"):
+        return np.where(size == 0, 0.0, np.where(np.isfinite(size), tosa, np.inf))
+
+
+def _tosa_positive(size: np.ndarray, k: int, has_bias: bool, out_fmt) -> np.ndarray:
+    """:func:`tosa_fp8_bound` where ``size`` is positive and finite."""
     fmt = get_format(out_fmt)
     ksb = k + (1 if has_bias else 0)
     ksb = max(ksb, min(ksb, 64) * 2**10)
-    size = np.asarray(size, np.float64)
     unit = np.maximum(size * 2.0 ** -(1 + fmt.man_bits), 2.0 ** fmt.emin)
-    with np.errstate(invalid="ignore"):
-        return np.where(size == 0, 0.0, np.where(np.isfinite(size), 2 * ksb * unit, np.inf))
+    unit *= float(2 * ksb)
+    return unit
+
+
+def tosa_ratio_max(bound: np.ndarray, size: np.ndarray, k: int, has_bias: bool,
+                   out_fmt) -> float:
+    """Largest ``bound / tosa_fp8_bound(size, ...)`` over the elements where TOSA's bound is
+    positive and finite, -inf where there is none; for finite ``bound``. Where every ``size``
+    is positive and finite (most outputs) that is one division, not the masked one."""
+    size = np.asarray(size, np.float64)
+    if size.size and size.min() > 0 and size.max() < np.inf:
+        return float((bound / _tosa_positive(size, k, has_bias, out_fmt)).max())
+    tosa = tosa_fp8_bound(size, k, has_bias, out_fmt)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ratio = np.where((tosa > 0) & (tosa < np.inf), bound / tosa, -np.inf)
+    return float(ratio.max()) if ratio.size else -math.inf
