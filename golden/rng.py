@@ -96,6 +96,8 @@ def _scratch():
 
 
 def _shape(shape) -> tuple[int, ...]:
+    if type(shape) is tuple and all(type(s) is int and s >= 0 for s in shape):
+        return shape  # the common call, checked cheaply
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
     shape = tuple(operator.index(s) for s in shape)
@@ -127,6 +129,10 @@ class Bits:
             return _map_at(skey, n, at, fn, dtype)
         out = np.empty(n, dtype=dtype)
         step = max(1, CHUNK // per)
+        if n <= step:  # one chunk (most draws): no pool, no closure
+            raw = _splitmix_chunk(skey, 0, n * per)  # scratch: fn may write it
+            out[:] = fn(raw.reshape(n, per) if per > 1 else raw)
+            return out.reshape(shape)
 
         def piece(lo: int) -> None:  # chunks are independent: any thread, any order
             hi = min(n, lo + step)
