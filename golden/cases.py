@@ -338,8 +338,8 @@ def _typical_output(a, fa, b, fb, sa, sb) -> float:
     ``fa``/``fb`` None: ``a``/``b`` are values already."""
     av = a if fa is None else decode(a, fa)
     bv = b if fb is None else decode(b, fb)
-    av, bv = av[np.isfinite(av)], bv[np.isfinite(bv)]
-    sa, sb = sa[np.isfinite(sa)], sb[np.isfinite(sb)]
+    av, bv, sa, sb = (v if np.isfinite(v).all() else v[np.isfinite(v)]  # no copy if finite
+                      for v in (av, bv, sa, sb))
     if not (av.size and bv.size and sa.size and sb.size):
         return 1.0
     ra = float(np.sqrt(np.mean(av * av)))

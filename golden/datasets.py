@@ -107,7 +107,12 @@ def _zero(bits, M, N, K, fa, fb):
     a_on = bits.choice_mask("zero.k", (K,), 0.5)
     a = _signed_binades(bits, "zero.a", (M, K), fa, fa.emin, fa.emax)
     b = _signed_binades(bits, "zero.b", (K, N), fb, fb.emin, fb.emax)
-    return np.where(a_on[None, :], a, 0.0), np.where(a_on[:, None], 0.0, b)
+    # A's off columns as +0.0 (a multiply gives -0.0 for a negative a: "+ 0.0" clears it;
+    # binade values are never 0); a multiply, not np.where, whose branch per element
+    # mispredicts on a random mask.
+    a *= a_on[None, :]
+    a += 0.0
+    return a, np.where(a_on[:, None], 0.0, b)
 
 
 def _maxexp(bits, M, N, K, fa, fb):
@@ -139,7 +144,8 @@ def _range(bits, M, N, K, fa, fb):
 def _mixzero(bits, M, N, K, fa, fb):
     def side(s, shape, fmt):
         g = _gauss(bits, s, shape, fmt)
-        return np.where(bits.choice_mask(s + ".zero", shape, 0.5), np.copysign(0.0, g), g)
+        # g * 0.0 is copysign(0.0, g) for finite g: a multiply by the kept-mask, no branch
+        return g * ~bits.choice_mask(s + ".zero", shape, 0.5)
 
     return side("mixzero.a", (M, K), fa), side("mixzero.b", (K, N), fb)
 
@@ -208,7 +214,7 @@ def _subnormal(bits, M, N, K, fa, fb):
     def side(s, shape, fmt):
         mag = bits.uniform(s + ".mag", shape) * (fmt.min_normal - fmt.min_subnormal)
         v = _sign(bits, s, shape) * mag
-        return np.where(bits.choice_mask(s + ".zero", shape, 0.25), v * 0.0, v)
+        return v * ~bits.choice_mask(s + ".zero", shape, 0.25)  # v * 0.0 where masked
 
     return side("subnormal.a", (M, K), fa), side("subnormal.b", (K, N), fb)
 
