@@ -7,7 +7,10 @@ weight-only and block references) it keeps its NumPy path. Exact means the devic
 NumPy's: ``tests/test_device_reference.py`` checks it on sampled cases, on every device this
 machine has.
 
-    pytest conformance --reference-device=cuda        # Y* and sum|A||B| on the GPU
+On an accelerator the case inputs' large draws go there too (``conformance/device_draws.py``):
+the same bits as well (``tests/test_device_draws.py``).
+
+    pytest conformance --reference-device=cuda        # Y*, sum|A||B| and draws on the GPU
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import time
 
 import numpy as np
+
+from .device_draws import TorchBits, draws_on
 
 __all__ = ["REFERENCE_DEVICES", "TorchDot", "make_dot"]
 
@@ -38,6 +43,9 @@ class TorchDot:
                              f"{device} device here; use --reference-device=numpy (the default)")
         self.torch, self.device = torch, device
         self.calls, self.seconds = 0, 0.0
+        # the case inputs' large draws on the same accelerator (torch's int64 passes on the
+        # CPU are slower than NumPy's uint64 ones: there they stay on NumPy)
+        self.draws = None if device == "cpu" else draws_on(device)
 
     def _values(self, codes: np.ndarray, table: np.ndarray):
         t = self.torch
@@ -56,7 +64,8 @@ class TorchDot:
 
     def describe(self) -> str:
         return (f"float64 GEMM on torch {self.device} where exact (one band per operand: e4m3 "
-                "pairs), NumPy elsewhere")
+                "pairs), NumPy elsewhere" + ("" if self.draws is None else
+                f"; input draws of {TorchBits.MIN_WORDS} words or more on torch {self.device}"))
 
 
 def make_dot(name: str | None):

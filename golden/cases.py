@@ -290,22 +290,25 @@ SMALL_GEMM = 1 << 24
 _BLAS = ThreadpoolController()
 
 
-def build(case: Case, seed: int = 0, with_bound: bool = True, dot=None) -> CaseData:
+def build(case: Case, seed: int = 0, with_bound: bool = True, dot=None,
+          draws=None) -> CaseData:
     """Generate the case's inputs from (id, seed) and compute the reference output.
 
     ``with_bound=False`` skips ``sum |A||B|`` (a second GEMM), for callers that only need
     Y*, such as the golden store's output hashes; ``absdot`` is then None. ``dot`` computes
     the W8A8 GEMMs where they are exact in any order (``golden.matmul.numpy_dot`` by default;
     the suite's ``--reference-device`` passes one that runs on an accelerator): same bits.
+    ``draws(key, seed)`` makes the case's :class:`~golden.rng.Bits` (default ``Bits``; the
+    suite's ``--reference-device`` passes one whose large draws run there): same bits.
     """
     if case.M * case.N * case.K > SMALL_GEMM:
-        return _build(case, seed, with_bound, dot)
+        return _build(case, seed, with_bound, dot, draws)
     with _BLAS.limit(limits=1, user_api="blas"):
-        return _build(case, seed, with_bound, dot)
+        return _build(case, seed, with_bound, dot, draws)
 
 
-def _build(case: Case, seed: int, with_bound: bool, dot) -> CaseData:
-    bits = Bits(case.id, seed)
+def _build(case: Case, seed: int, with_bound: bool, dot, draws) -> CaseData:
+    bits = (draws or Bits)(case.id, seed)
     if case.a in GROUPED_SCHEMES:
         return _build_grouped(case, seed, bits, with_bound)
     if case.level == "op":
