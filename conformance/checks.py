@@ -38,7 +38,7 @@ from golden.bounds import (
     ulp,
 )
 from golden.cases import CaseData
-from golden.codecs import decode
+from golden.codecs import decode, where_or_zero
 from golden.formats import get_format
 from golden.parallel import map_ordered
 
@@ -224,12 +224,12 @@ def _tally_general(data, exp, got, profile, rows) -> _Tally:
     err = np.abs(diff)
     if any_nan or any_inf_e:  # matching infinities and NaNs: no error
         err = np.where(both & ~(inf_e & (got == exp)), err, 0.0)
-    zero = err == 0
+    inexact = err != 0  # a random mask (which outputs are exact): no np.where on it
     with np.errstate(divide="ignore", invalid="ignore"):
-        use = _zero_where(zero, err / bound)
+        use = where_or_zero(inexact, err / bound)
     over = both & (err > bound)
 
-    signed = _zero_where(zero, diff)
+    signed = where_or_zero(inexact, diff)
     stats = statistics(np.where(both, signed, np.nan) if any_nan else signed, bound)
 
     equal = got == exp
@@ -279,15 +279,6 @@ def _tally_general(data, exp, got, profile, rows) -> _Tally:
         maxima=_maxima(err, ulps, rel, use, float(ratio.max())), sqnr=_sqnr_sums(data, got, rows),
         worst_use=worst_use, worst_err=worst_err, use_seen=bool(over.any()) or key_pos,
         worst_nan=worst_nan)
-
-
-def _zero_where(cond: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """``np.where(cond, 0.0, x)`` for float64 ``x`` of cond's shape, by clearing bits: no
-    branch per element (the exact outputs of a kernel are a random half or so of the block,
-    and np.where mispredicts on such a mask: 4x the cost)."""
-    keep = np.negative((~cond).view(np.uint8), dtype=np.uint64)  # all ones where not cond
-    keep &= np.ascontiguousarray(x).view(np.uint64)
-    return keep.view(np.float64)
 
 
 def _maxima(err, ulps, rel, use, tosa_ratio: float) -> dict:

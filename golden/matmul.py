@@ -33,6 +33,7 @@ from .codecs import (
     round_to_format,
     round_unbounded,
     spacing_nonneg,
+    where_or_zero,
 )
 from .formats import FloatFormat, get_format
 
@@ -89,16 +90,11 @@ def _split(vals: np.ndarray, bands) -> list[np.ndarray]:
     if len(bands) == 1:
         return [vals]
     mag = np.abs(vals)
-    bits = vals.view(np.uint64)
     out = []
     for i, (lo, hi) in enumerate(bands):
         top = i == len(bands) - 1
         keep = (mag >= lo) & ((mag < hi) | top)
-        # np.where(keep, vals, 0.0) without its branch per element (band membership is
-        # random: mispredictions made np.where 4x slower): all-ones or all-zeros masks
-        mask = np.negative(keep.view(np.uint8), dtype=np.uint64)
-        mask &= bits
-        out.append(mask.view(np.float64))
+        out.append(where_or_zero(keep, vals))  # band membership is random: no np.where
     return out
 
 

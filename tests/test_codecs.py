@@ -698,3 +698,19 @@ def test_encode_table_keys_every_value_and_nothing_else(fmt):
     assert not table.flags.writeable
     with pytest.raises(ValueError, match="8-bit formats, not bf16"):
         encode_table("bf16")
+
+
+def test_where_or_zero_is_np_where_bit_for_bit():
+    from golden.codecs import where_or_zero
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((33, 65))
+    x.flat[:6] = [-0.0, 0.0, np.nan, np.inf, -np.inf, 5e-324]
+    cond = rng.random(x.shape) < 0.5
+    cond.flat[:6] = True
+    got = where_or_zero(cond, x)
+    assert np.array_equal(got.view(np.uint64), np.where(cond, x, 0.0).view(np.uint64))
+    assert got.base is not x and np.shares_memory(got, x) is False
+    strided = where_or_zero(cond[:, ::2], x[:, ::2])  # views in, a contiguous copy out
+    want = np.ascontiguousarray(np.where(cond, x, 0.0)[:, ::2])
+    assert np.array_equal(strided.view(np.uint64), want.view(np.uint64))
