@@ -134,5 +134,4 @@ def draws_on(device: str):
     def make(key: str, seed: int) -> TorchBits:
         return TorchBits(key, seed, device)
 
-    make.device = device
     return make

@@ -29,7 +29,8 @@ REFERENCE_DEVICES = ("numpy", "cpu", "cuda", "xpu")
 class TorchDot:
     """A ``golden.matmul`` dot on ``device``: codes and value tables go to the device, are
     decoded there, multiplied in float64, and the product comes back as one block.
-    ``calls`` and ``seconds`` count its use (transfers included)."""
+    ``calls`` and ``seconds`` count its use (transfers included). ``draws`` is the
+    ``golden.cases.build`` draws factory for the same accelerator (None on the CPU)."""
 
     def __init__(self, device: str):
         import torch
