@@ -51,8 +51,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-import numpy as np
-
 from golden.cases import CaseData
 
 from . import torch_inputs as ti
@@ -139,4 +137,4 @@ class IpexFp8GemmAdapter(Adapter):
                       False, *extra)
 
         y, seconds = timed_call(call, device, reps)
-        return KernelRun(y.float().cpu().numpy().astype(np.float64), seconds)
+        return KernelRun(ti.values(y), seconds)

