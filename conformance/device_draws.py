@@ -72,7 +72,8 @@ class TorchBits(Bits):
         for lo in range(0, n, step):
             hi = min(n, lo + step)
             w = self._words(skey, lo * per, (hi - lo) * per)
-            out[lo:hi] = fn(w.reshape(hi - lo, per) if per > 1 else w).cpu().numpy()
+            # straight into the array (through .cpu().numpy() and a copy: 10x the time)
+            self.torch.from_numpy(out[lo:hi]).copy_(fn(w.reshape(hi - lo, per) if per > 1 else w))
         return out.reshape(shape)
 
     def _large(self, shape, per: int) -> bool:
