@@ -129,17 +129,16 @@ class Bits:
             return _map_at(skey, n, at, fn, dtype)
         out = np.empty(n, dtype=dtype)
         step = max(1, CHUNK // per)
-        if n <= step:  # one chunk (most draws): no pool, no closure
-            raw = _splitmix_chunk(skey, 0, n * per)  # scratch: fn may write it
-            out[:] = fn(raw.reshape(n, per) if per > 1 else raw)
-            return out.reshape(shape)
 
         def piece(lo: int) -> None:  # chunks are independent: any thread, any order
             hi = min(n, lo + step)
             raw = _splitmix_chunk(skey, lo * per, (hi - lo) * per)  # scratch: fn may write it
             out[lo:hi] = fn(raw.reshape(hi - lo, per) if per > 1 else raw)
 
-        map_ordered(piece, range(0, n, step), min_items=MIN_CHUNKS)
+        if n <= step:  # one chunk (most draws): straight in, no pool
+            piece(0)
+        else:
+            map_ordered(piece, range(0, n, step), min_items=MIN_CHUNKS)
         return out.reshape(shape)
 
     def uint64(self, stream: str, n: int) -> np.ndarray:
