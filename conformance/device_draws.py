@@ -17,7 +17,7 @@ import operator
 
 import numpy as np
 
-from golden.rng import Bits
+from golden.rng import Bits, draw_shape
 
 __all__ = ["TorchBits", "draws_on"]
 
@@ -64,7 +64,7 @@ class TorchBits(Bits):
 
     def _device_map(self, stream: str, shape, per: int, fn, dtype):
         """``fn`` (torch, on ``per`` words per element) over the draw, chunk by chunk."""
-        shape = tuple(operator.index(s) for s in ((shape,) if np.ndim(shape) == 0 else shape))
+        shape = draw_shape(shape)
         n = math.prod(shape)
         out = np.empty(n, dtype)
         skey = self._key(stream)
@@ -77,8 +77,7 @@ class TorchBits(Bits):
         return out.reshape(shape)
 
     def _large(self, shape, per: int) -> bool:
-        size = math.prod((shape,) if np.ndim(shape) == 0 else shape)
-        return size * per >= self.MIN_WORDS
+        return math.prod(draw_shape(shape)) * per >= self.MIN_WORDS
 
     # -- the draws (each as golden.rng.Bits defines it) ---------------------------------------
     def uniform(self, stream: str, shape, at=None) -> np.ndarray:

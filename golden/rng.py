@@ -22,7 +22,7 @@ import numpy as np
 
 from .parallel import MIN_CHUNKS, map_ordered
 
-__all__ = ["Bits", "splitmix64", "stream_key"]
+__all__ = ["Bits", "draw_shape", "splitmix64", "stream_key"]
 
 _U64 = np.uint64
 _GAMMA = _U64(0x9E3779B97F4A7C15)
@@ -95,7 +95,8 @@ def _scratch():
     return ws
 
 
-def _shape(shape) -> tuple[int, ...]:
+def draw_shape(shape) -> tuple[int, ...]:
+    """A draw's shape as a tuple of ints (an int is a 1-D shape); a negative dimension raises."""
     if type(shape) is tuple and all(type(s) is int and s >= 0 for s in shape):
         return shape  # the common call, checked cheaply
     if isinstance(shape, (int, np.integer)):
@@ -122,7 +123,7 @@ class Bits:
     def _map(self, stream: str, shape, per: int, fn, dtype, at=None) -> np.ndarray:
         """Apply ``fn`` to ``per`` raw words per element, chunk by chunk, into a new array;
         with ``at``, only at those elements (see :meth:`_map_at`)."""
-        shape = _shape(shape)
+        shape = draw_shape(shape)
         n = math.prod(shape)
         skey = self._key(stream)
         if at is not None:
