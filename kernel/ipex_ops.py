@@ -125,7 +125,7 @@ class IpexFp8GemmAdapter(Adapter):
         c = data.case
         op = torch.ops.torch_ipex.fp8_gemm.Tensor
         extra = _EXTRA_ARGS[len(op._schema.arguments)]
-        a, b = ti.fp8(data.a, c.fmt_a, device), ti.fp8(data.b(), c.fmt_b, device)
+        a, b = ti.fp8(data.a, c.fmt_a, device), ti.fp8_b(data, device)
         bias = ti.bias(data, device)
         sa, sb = ti.f32(data.scale_a, device), ti.f32(data.scale_b, device)
         out_dtype = ti.dtype(c.out)

@@ -9,7 +9,7 @@ from golden.cases import CaseData
 
 from .base import Unsupported
 
-__all__ = ["require_torch", "dtype", "fp8", "f32", "bias", "values"]
+__all__ = ["require_torch", "dtype", "fp8", "fp8_b", "f32", "bias", "values"]
 
 _DTYPE = {"e4m3fn": "float8_e4m3fn", "e5m2": "float8_e5m2", "e4m3fnuz": "float8_e4m3fnuz",
           "e5m2fnuz": "float8_e5m2fnuz", "bf16": "bfloat16", "fp16": "float16",
@@ -34,6 +34,21 @@ def fp8(codes: np.ndarray, fmt: str, device: str):
     """FP8 codes as a tensor of ``fmt``, keeping the NumPy strides (the case's layout)."""
     torch = require_torch()
     return torch.from_numpy(np.asarray(codes)).view(dtype(fmt)).to(device)
+
+
+def fp8_b(data: CaseData, device: str):
+    """B in the case's layout (``CaseData.b``: [N,K] C-contiguous, its [K,N] transposed view,
+    or [K,N] C-contiguous) as a tensor of its FP8 format on ``device``. B crosses as the [K,N]
+    codes and torch transposes it there. For a 4096 x 6144 weight, NumPy's strided byte copy
+    (``CaseData.b``) took 0.14-0.19 s; torch's on this CPU 0.045 s, and crossing to the H100
+    and transposing there 5 ms."""
+    torch = require_torch()
+    layout = data.case.layout  # one of golden.cases.LAYOUTS (Case checks it)
+    codes = torch.from_numpy(np.ascontiguousarray(data.b_kn)).to(device)
+    if layout != "kn":
+        codes = codes.t().contiguous()  # [N,K] C-contiguous
+        codes = codes if layout == "nk" else codes.t()
+    return codes.view(dtype(data.case.fmt_b))
 
 
 def f32(x: np.ndarray, device: str):

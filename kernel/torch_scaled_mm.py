@@ -101,7 +101,7 @@ class TorchScaledMM(Adapter):
     def inputs(self, data: CaseData, device: str) -> dict:
         """The keyword arguments of the ``_scaled_mm`` call, as tensors on ``device``."""
         c = data.case
-        kw = dict(input=ti.fp8(data.a, c.fmt_a, device), mat2=ti.fp8(data.b(), c.fmt_b, device),
+        kw = dict(input=ti.fp8(data.a, c.fmt_a, device), mat2=ti.fp8_b(data, device),
                   scale_a=ti.f32(data.scale_a, device), scale_b=ti.f32(data.scale_b, device),
                   out_dtype=ti.dtype(c.out), use_fast_accum=self.fast_accum)
         if data.bias is not None:

@@ -135,7 +135,7 @@ class XpuOpsAdapter(Adapter):
     def inputs(self, data: CaseData, device: str) -> tuple:
         """The positional arguments of ``fp8_gemm``, as tensors on ``device``."""
         c = data.case
-        return (ti.fp8(data.a, c.fmt_a, device), ti.fp8(data.b(), c.fmt_b, device),
+        return (ti.fp8(data.a, c.fmt_a, device), ti.fp8_b(data, device),
                 ti.dtype(c.out), ti.f32(data.scale_a, device), ti.f32(data.scale_b, device),
                 ti.bias(data, device))
 
