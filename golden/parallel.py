@@ -18,10 +18,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 __all__ = ["threads", "map_ordered", "MAX_THREADS", "MIN_CHUNKS"]
 
-MAX_THREADS = 4
+MAX_THREADS = 8
 """Most threads a map uses. Between NumPy calls a thread holds the GIL; past a few threads
 the handoffs cost more than the threads add. Measured on the H100's 16-core host, the judge
-of an 8192 x 6144 output: 2.2 to 3.1 s on 1 thread, 1.06 s on 4, 1.7 to 2.0 s on 16."""
+of an 8192 x 6144 output in row blocks of 2**18 (``conformance.checks.BLOCK_ELEMENTS``):
+0.79-0.93 s on 4 threads, 0.54-0.61 s on 8, 0.74 s on 16 (in blocks of 2**16: 2.2-3.1 s on
+1 thread, 0.9-1.06 s on 4, 1.7-2.5 s on 16). Building that case's inputs takes the same on 4
+and on 8 (5.2-5.8 s with the NumPy reference)."""
 
 MIN_CHUNKS = 16
 """Fewest chunks of a large draw or encode (``golden.rng``, ``golden.codecs``) worth threads:
