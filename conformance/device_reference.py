@@ -7,8 +7,9 @@ weight-only and block references) it keeps its NumPy path. Exact means the devic
 NumPy's: ``tests/test_device_reference.py`` checks it on sampled cases, on every device this
 machine has.
 
-On an accelerator the case inputs' large draws go there too (``conformance/device_draws.py``):
-the same bits as well (``tests/test_device_draws.py``).
+On an accelerator the case inputs' large draws and FP8 encodes go there too
+(``conformance/device_draws.py``, ``conformance/device_codecs.py``): the same bits as well
+(``tests/test_device_draws.py``, ``tests/test_device_codecs.py``).
 
     pytest conformance --reference-device=cuda        # Y*, sum|A||B| and draws on the GPU
 """
@@ -19,6 +20,7 @@ import time
 
 import numpy as np
 
+from .device_codecs import TorchCodec
 from .device_draws import TorchBits, draws_on
 
 __all__ = ["REFERENCE_DEVICES", "TorchDot", "make_dot"]
@@ -29,8 +31,9 @@ REFERENCE_DEVICES = ("numpy", "cpu", "cuda", "xpu")
 class TorchDot:
     """A ``golden.matmul`` dot on ``device``: codes and value tables go to the device, are
     decoded there, multiplied in float64, and the product comes back as one block.
-    ``calls`` and ``seconds`` count its use (transfers included). ``draws`` is the
-    ``golden.cases.build`` draws factory for the same accelerator (None on the CPU)."""
+    ``calls`` and ``seconds`` count its use (transfers included). ``draws`` and ``codec`` are
+    ``golden.cases.build``'s draws factory and codec for the same accelerator (None on the
+    CPU)."""
 
     def __init__(self, device: str):
         import torch
@@ -44,9 +47,10 @@ class TorchDot:
                              f"{device} device here; use --reference-device=numpy (the default)")
         self.torch, self.device = torch, device
         self.calls, self.seconds = 0, 0.0
-        # the case inputs' large draws on the same accelerator (torch's int64 passes on the
-        # CPU are slower than NumPy's uint64 ones: there they stay on NumPy)
+        # the case inputs' large draws and encodes on the same accelerator (torch's int64
+        # passes on the CPU are slower than NumPy's uint64 ones: there they stay on NumPy)
         self.draws = None if device == "cpu" else draws_on(device)
+        self.codec = None if device == "cpu" else TorchCodec(device)
 
     def _values(self, codes: np.ndarray, table: np.ndarray):
         t = self.torch
@@ -66,7 +70,8 @@ class TorchDot:
     def describe(self) -> str:
         return (f"float64 GEMM on torch {self.device} where exact (one band per operand: e4m3 "
                 "pairs), NumPy elsewhere" + ("" if self.draws is None else
-                f"; input draws of {TorchBits.MIN_WORDS} words or more on torch {self.device}"))
+                f"; input draws of {TorchBits.MIN_WORDS} words or more and FP8 encodes of "
+                f"{TorchCodec.MIN_VALUES} values or more on torch {self.device}"))
 
 
 def make_dot(name: str | None):

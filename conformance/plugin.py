@@ -147,7 +147,8 @@ def case_data(case: Case, seed: int, store: Store | None, dot=None, tally: bool 
         INPUTS["read" if stored else "computed"][(case.id, seed)] += 1
     if stored:
         return store.load(case)
-    data = build(case, seed, dot=dot, draws=getattr(dot, "draws", None))
+    data = build(case, seed, dot=dot, draws=getattr(dot, "draws", None),
+                 codec=getattr(dot, "codec", None))
     entry = _store_entry(case, seed, store)  # a hash-only case's output hash
     if entry is not None and output_hash(data.expected, case.out) != entry.get("sha256"):
         raise StoreError(f"case {case.id}: the reference output's hash differs from "

@@ -291,7 +291,7 @@ _BLAS = ThreadpoolController()
 
 
 def build(case: Case, seed: int = 0, with_bound: bool = True, dot=None,
-          draws=None) -> CaseData:
+          draws=None, codec=None) -> CaseData:
     """Generate the case's inputs from (id, seed) and compute the reference output.
 
     ``with_bound=False`` skips ``sum |A||B|`` (a second GEMM), for callers that only need
@@ -300,19 +300,21 @@ def build(case: Case, seed: int = 0, with_bound: bool = True, dot=None,
     the suite's ``--reference-device`` passes one that runs on an accelerator): same bits.
     ``draws(key, seed)`` makes the case's :class:`~golden.rng.Bits` (default ``Bits``; the
     suite's ``--reference-device`` passes one whose large draws run there): same bits.
+    ``codec.encode(x, fmt, overflow)`` encodes op cases' A and B (default
+    ``golden.codecs.encode``; ``--reference-device`` passes one that runs there): same codes.
     """
     if case.M * case.N * case.K > SMALL_GEMM:
-        return _build(case, seed, with_bound, dot, draws)
+        return _build(case, seed, with_bound, dot, draws, codec)
     with _BLAS.limit(limits=1, user_api="blas"):
-        return _build(case, seed, with_bound, dot, draws)
+        return _build(case, seed, with_bound, dot, draws, codec)
 
 
-def _build(case: Case, seed: int, with_bound: bool, dot, draws) -> CaseData:
+def _build(case: Case, seed: int, with_bound: bool, dot, draws, codec) -> CaseData:
     bits = (draws or Bits)(case.id, seed)
     if case.a in GROUPED_SCHEMES:
         return _build_grouped(case, seed, bits, with_bound)
     if case.level == "op":
-        a, b_kn, sa, sb, x, ws, xs, unq = _op_inputs(case, bits)
+        a, b_kn, sa, sb, x, ws, xs, unq = _op_inputs(case, bits, codec.encode if codec else encode)
     else:
         a, b_kn, sa, sb, x, ws, xs, unq = _layer_inputs(case, bits)
     bias = None
@@ -351,13 +353,13 @@ def _typical_output(a, fa, b, fb, sa, sb) -> float:
     return mag if np.isfinite(mag) and mag > 0 else 1.0
 
 
-def _op_inputs(case: Case, bits: Bits):
+def _op_inputs(case: Case, bits: Bits, encode_values=encode):
     M, N, K = case.M, case.N, case.K
     a_vals, b_vals = get_dataset(case.dataset).make(bits, M, N, K, case.fmt_a, case.fmt_b)
     if case.edge == "zeros":
         a_vals = np.zeros_like(a_vals)
-    a = encode(a_vals, case.fmt_a, "saturate")
-    b = encode(b_vals, case.fmt_b, "saturate")
+    a = encode_values(a_vals, case.fmt_a, "saturate")
+    b = encode_values(b_vals, case.fmt_b, "saturate")
     if case.edge in ("nan-a", "inf-a") and M > 0:
         i = int(bits.integers("edge.i", (1,), 0, M)[0])
         k = int(bits.integers("edge.k", (1,), 0, K)[0])
