@@ -58,7 +58,7 @@ def _assert_close_defaults(data: CaseData, ref: np.ndarray) -> np.ndarray:
 def _tosa(data: CaseData, ref: np.ndarray) -> np.ndarray:
     bias = 0.0 if data.bias is None else np.abs(data.bias).reshape(1, -1)
     with np.errstate(over="ignore", invalid="ignore"):
-        size = data.scale_mag * data.absdot + bias
+        size = data.mag() * data.absdot + bias
     return tosa_fp8_bound(size, data.case.K, data.bias is not None, data.case.out)
 
 

@@ -114,13 +114,6 @@ def _row_blocks(exp: np.ndarray) -> list[slice]:
     return [slice(r, min(m, r + step)) for r in range(0, m, step)]
 
 
-def _rows(x, rows: slice):
-    """``x``'s rows ``rows`` where it has one per output row; itself where it broadcasts."""
-    if x is None or np.ndim(x) < 2 or np.shape(x)[0] == 1:
-        return x
-    return x[rows]
-
-
 @dataclass
 class _Tally:
     """One row block's counts, sums and extremes (:func:`_combine` joins blocks in order)."""
@@ -156,7 +149,7 @@ def _tally_finite(data, exp, got, profile, rows) -> _Tally | None:
     finite (the general path then judges the block)."""
     c = data.case
     bias = None if data.bias is None else data.bias.reshape(1, -1)
-    absdot, mag = data.absdot[rows], _rows(data.scale_mag, rows)
+    absdot, mag = data.absdot[rows], data.mag(rows)
     acc = accumulation_allowance(absdot, mag, bias, c.K, profile, _operand_eps(c))
     ye = np.abs(exp)
     u0, bound = finite_bound_parts(ye, acc, c.out)
@@ -212,7 +205,7 @@ def _tally_general(data, exp, got, profile, rows) -> _Tally:
         i, j = np.nonzero(inf_e)
         exp_x[inf_e] = unrounded(data, (i + rows.start, j))
     bias = None if data.bias is None else data.bias.reshape(1, -1)
-    absdot, mag = data.absdot[rows], _rows(data.scale_mag, rows)
+    absdot, mag = data.absdot[rows], data.mag(rows)
     u0 = None  # ulp(exp_x), where the bound's helper gives it
     if profile.exact:
         acc, bound = None, np.zeros(exp.shape)

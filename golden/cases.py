@@ -215,11 +215,12 @@ class CaseData:
     ``a`` [M, K] and ``b_kn`` [K, N] hold FP8 codes (B logical); :meth:`b` gives B in the
     case's layout. ``scale_a``/``scale_b`` are float32 in the case's shapes; ``bias_bits`` the
     bias's raw bits (uint16 for bf16/fp16, uint32 for fp32). ``expected`` is Y*, ``absdot``
-    is ``sum_k |A||B|`` and ``scale_mag`` is ``|sa sb|``; both feed the error bound.
+    is ``sum_k |A||B|`` and :meth:`mag` is ``|sa sb|``; both feed the error bound.
     Layer cases also carry ``x`` (float64 values of the activations), ``w_nk`` codes,
     ``weight_scale``, ``input_scale`` (static) and ``unquantized`` (float64 x @ W^T + bias).
     Weight-only (``a=none``) cases have ``a`` None; they and block cases fold their scales
-    into ``absdot`` (``scale_mag`` is 1), since those scales vary along K or are absent.
+    into ``absdot`` (``scale_mag`` is 1), since those scales vary along K or are absent;
+    W8A8 cases leave ``scale_mag`` None and :meth:`mag` multiplies their scales.
     ``extra["reference_s"]``: seconds :func:`build` spent on Y* and ``absdot`` (W8A8 cases).
     """
 
@@ -232,7 +233,7 @@ class CaseData:
     bias: np.ndarray | None
     expected: np.ndarray
     absdot: np.ndarray
-    scale_mag: np.ndarray
+    scale_mag: np.ndarray | None
     x: np.ndarray | None = None
     weight_scale: np.ndarray | None = None
     input_scale: np.ndarray | None = None
@@ -247,6 +248,19 @@ class CaseData:
         if self.case.layout == "kn-t":
             return nk.T
         return np.ascontiguousarray(self.b_kn)
+
+    def mag(self, rows: slice = slice(None)) -> np.ndarray:
+        """``|sa sb|`` over output rows ``rows``, an array that broadcasts to [rows, N]:
+        ``scale_mag`` (its rows, where it has one per output row) where the case holds it,
+        else the float64 product of ``scale_a`` (1 or M values) and ``scale_b`` (1 or N),
+        made per call: the judge asks a row block at a time, and a large case's [M, N] copy
+        cost fresh memory."""
+        if self.scale_mag is not None:
+            mag = np.asarray(self.scale_mag)
+            return mag if mag.ndim < 2 or mag.shape[0] == 1 else mag[rows]
+        sa = self.scale_a.astype(np.float64).reshape(-1, 1)
+        sb = self.scale_b.astype(np.float64).reshape(1, -1)
+        return np.abs((sa if sa.shape[0] == 1 else sa[rows]) * sb)
 
     @property
     def bias_bits(self) -> np.ndarray | None:
@@ -330,10 +344,9 @@ def _build(case: Case, seed: int, with_bound: bool, dot, draws, codec) -> CaseDa
     expected = scaled_mm_exact(a, case.fmt_a, b_kn, case.fmt_b, sa, sb, bias, case.out, dot)
     absdot = abs_dot_codes(a, case.fmt_a, b_kn, case.fmt_b, dot) if with_bound else None
     reference_s = time.perf_counter() - t0
-    mag = np.abs(sa.astype(np.float64).reshape(-1, 1) * sb.astype(np.float64).reshape(1, -1))
     if unq is not None and bias is not None:
         unq = unq + bias
-    return CaseData(case, seed, a, b_kn, scale_a, scale_b, bias, expected, absdot, mag,
+    return CaseData(case, seed, a, b_kn, scale_a, scale_b, bias, expected, absdot, None,
                     x=x, weight_scale=ws, input_scale=xs, unquantized=unq,
                     extra={"reference_s": reference_s})
 

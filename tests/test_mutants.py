@@ -137,7 +137,7 @@ def test_anchor_rules_fail_shape_and_nan_mismatches(bf16_case):
 
 def test_tosa_rule_is_the_bound_of_golden_bounds(bf16_case):
     d = bf16_case
-    size = d.scale_mag * d.absdot
+    size = d.mag() * d.absdot
     allowed = _rule("tosa-fp8").allowed(d, d.expected)
     assert np.array_equal(allowed, tosa_fp8_bound(size, d.case.K, False, "bf16"))
 
