@@ -432,4 +432,7 @@ def _sqnr(sums: tuple | None) -> float | None:
     _, noise, signal = sums
     if noise == 0:
         return math.inf
-    return 10 * math.log10(signal / noise) if signal > 0 else -math.inf
+    ratio = signal / noise  # a sum that overflowed (outputs past float64's square root): inf
+    if math.isnan(ratio):
+        return None
+    return 10 * math.log10(ratio) if ratio > 0 else -math.inf

@@ -466,3 +466,15 @@ def test_row_blocks_give_the_one_block_verdict(datas, monkeypatch, threads, prof
             for k, v in whole.metrics.items():
                 want = v if v is None else pytest.approx(v, rel=1e-9, abs=1e-12, nan_ok=True)
                 assert rows.metrics[k] == want, (where, k)
+
+
+def test_sqnr_of_an_output_whose_error_squared_overflows_is_minus_inf():
+    """An output past float64's square root (a float64 adapter gone wrong) gives a verdict:
+    the noise sum overflows to inf and the SQNR is -inf dB, not a math domain error."""
+    d = build(Case(M=4, N=16, K=32, level="layer", w="tensor", a="dyn-token", sa="[M,1]",
+                   sb="[]", out="bf16", x="bf16"), 0)
+    got = d.expected.copy()
+    got[0, 0] = -1e200
+    v = judge(d, got, FP32)
+    assert not v.passed and "bound" in v.checks
+    assert v.metrics["sqnr_db"] == -math.inf
