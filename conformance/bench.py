@@ -300,7 +300,7 @@ def _device_figures(device: str, reps: int) -> dict:
     cases = bd.overhead_cases()
     out = {}
     print(f"suite time per case beyond the kernel calls (torch._scaled_mm on {device}, "
-          f"{reps} timed calls + 1 warm-up):")
+          f"{reps} timed calls + 1 warm-up; one untimed case first):")
     for label, dot in (("numpy", None), (device, make_dot(device))):
         out[f"overhead_{label}"] = bd.print_overhead(
             bd.bench_overhead(adapter, device, cases, reps, dot), label)
