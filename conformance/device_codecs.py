@@ -8,7 +8,8 @@ and float64, so any device gives NumPy's codes; ``tests/test_device_codecs.py`` 
 format and overflow mode on edge values (each value, each midpoint and its float64
 neighbours, overflow, subnormals, signed zeros, NaN) and on random float64 bits, on each device
 this machine has. :class:`TorchCodec` encodes arrays of at least ``MIN_VALUES`` values there
-(an 8192 x 4096 activation took 0.2 s on the H100's host) and smaller ones on NumPy.
+and smaller ones on NumPy: on the H100 the op inputs of ``python -m conformance.bench
+device``'s eight cases took 1.36 s with it and 2.33 s with NumPy's encode (8 host threads).
 """
 
 from __future__ import annotations
