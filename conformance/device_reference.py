@@ -11,7 +11,7 @@ On an accelerator the case inputs' large draws and FP8 encodes go there too
 (``conformance/device_draws.py``, ``conformance/device_codecs.py``): the same bits as well
 (``tests/test_device_draws.py``, ``tests/test_device_codecs.py``).
 
-    pytest conformance --reference-device=cuda        # Y*, sum|A||B| and draws on the GPU
+    pytest conformance --reference-device=cuda   # Y*, sum|A||B|, draws and encodes on the GPU
 """
 
 from __future__ import annotations
