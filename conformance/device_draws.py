@@ -17,16 +17,17 @@ import operator
 
 import numpy as np
 
-from golden.rng import Bits, draw_shape
+from golden.rng import SPLITMIX64, Bits, draw_shape
 
 __all__ = ["TorchBits", "draws_on"]
-
-_GAMMA, _MUL1, _MUL2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
 
 
 def _s64(u: int) -> int:
     """The int64 with the bits of uint64 ``u``."""
     return u - (1 << 64) if u >= 1 << 63 else u
+
+
+_GAMMA, _MUL1, _MUL2 = (_s64(c) for c in SPLITMIX64)  # golden.rng's constants, as int64
 
 
 class TorchBits(Bits):
@@ -53,12 +54,12 @@ class TorchBits(Bits):
         """SplitMix64 outputs ``start .. start+count-1`` as an int64 tensor on the device."""
         t = self.torch
         z = t.arange(start + 1, start + count + 1, dtype=t.int64, device=self.device)
-        z *= _s64(_GAMMA)
+        z *= _GAMMA
         z += _s64(skey)
         z ^= self._lsr(z, 30)
-        z *= _s64(_MUL1)
+        z *= _MUL1
         z ^= self._lsr(z, 27)
-        z *= _s64(_MUL2)
+        z *= _MUL2
         z ^= self._lsr(z, 31)
         return z
 

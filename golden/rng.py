@@ -22,12 +22,13 @@ import numpy as np
 
 from .parallel import MIN_CHUNKS, map_ordered
 
-__all__ = ["Bits", "draw_shape", "splitmix64", "stream_key"]
+__all__ = ["Bits", "SPLITMIX64", "draw_shape", "splitmix64", "stream_key"]
+
+SPLITMIX64 = (0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB)
+"""SplitMix64's increment (gamma) and its two mixing multipliers, as Python ints."""
 
 _U64 = np.uint64
-_GAMMA = _U64(0x9E3779B97F4A7C15)
-_MUL1 = _U64(0xBF58476D1CE4E5B9)
-_MUL2 = _U64(0x94D049BB133111EB)
+_GAMMA, _MUL1, _MUL2 = (_U64(c) for c in SPLITMIX64)
 _S27, _S30, _S31, _S32 = _U64(27), _U64(30), _U64(31), _U64(32)
 _S11 = _U64(11)
 _LO32 = _U64(0xFFFFFFFF)
