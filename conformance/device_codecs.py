@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from golden.codecs import OVERFLOW_MODES, encode, encode_table
+from golden.codecs import check_overflow, encode, encode_table
 from golden.formats import FloatFormat, get_format
 
 __all__ = ["TorchCodec", "encode_tensor"]
@@ -30,8 +30,7 @@ def encode_tensor(x, fmt: FloatFormat | str, overflow: str = "ieee"):
     fmt = get_format(fmt)
     if fmt.storage_bits != 8:
         raise ValueError(f"encode_tensor is for 8-bit formats, not {fmt.name}")
-    if overflow not in OVERFLOW_MODES:
-        raise ValueError(f"overflow={overflow!r} is not one of {OVERFLOW_MODES}")
+    check_overflow(overflow)
     if x.dtype != torch.float64:
         raise TypeError(f"encode_tensor takes float64 values, got {x.dtype}")
     x = x.contiguous()

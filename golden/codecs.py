@@ -21,6 +21,7 @@ __all__ = [
     "round_to_format",
     "round_unbounded",
     "limit_range",
+    "check_overflow",
     "where_or_zero",
     "round_bits",
     "encode",
@@ -80,7 +81,8 @@ def where_or_zero(cond: np.ndarray, x: np.ndarray) -> np.ndarray:
     return mask.view(np.float64)
 
 
-def _check_overflow(overflow: str) -> None:
+def check_overflow(overflow: str) -> None:
+    """Raise ValueError naming ``overflow`` unless it is one of OVERFLOW_MODES."""
     if overflow not in OVERFLOW_MODES:
         raise ValueError(f"overflow={overflow!r} is not one of {OVERFLOW_MODES}")
 
@@ -126,7 +128,7 @@ def round_unbounded(x, fmt: FloatFormat | str) -> np.ndarray:
 def round_to_format(x, fmt: FloatFormat | str, overflow: str = "ieee") -> np.ndarray:
     """Round float64 ``x`` to the nearest value of ``fmt`` (ties to even), returned as float64."""
     fmt = get_format(fmt)
-    _check_overflow(overflow)
+    check_overflow(overflow)
     x = np.asarray(x, dtype=np.float64)
     return limit_range(round_unbounded(x, fmt), fmt, overflow)
 
@@ -137,7 +139,7 @@ def limit_range(r: np.ndarray, fmt: FloatFormat | str, overflow: str = "ieee") -
     ``overflow``; in formats without -0, -0 becomes +0. ``round_to_format`` of a value already
     at fmt's precision, without rounding it again."""
     fmt = get_format(fmt)
-    _check_overflow(overflow)
+    check_overflow(overflow)
     with np.errstate(invalid="ignore"):
         over = np.abs(r) > fmt.max  # also true for +-inf, false for NaN
     if over.any():  # r keeps the sign of the value it was rounded from
