@@ -45,6 +45,7 @@ __all__ = [
     "abs_dot_codes",
     "band_plan",
     "numpy_dot",
+    "dot_plan",
     "single_band",
     "grouped_mm_exact",
 ]
@@ -140,7 +141,8 @@ def _round_up(s: np.ndarray, k: int) -> np.ndarray:
 # the next block is asked for. :func:`numpy_dot` is the default; the suite's
 # ``--reference-device`` passes one that runs on an accelerator (conformance/device_reference.py).
 
-_BLOCK_ELEMENTS = 1 << 28  # decoded float64 elements of a blocked operand (2 GiB)
+_ONE_GEMM_ELEMENTS = 1 << 24  # decoded elements of A and B together below which: one GEMM
+_BLOCK = 4096  # columns of B (N blocks) or terms of K (K blocks) per block of a larger GEMM
 
 
 def single_band(fmt_a: str, fmt_b: str, k: int) -> bool:
@@ -159,38 +161,56 @@ def _lookup(table: np.ndarray, codes: np.ndarray, out: np.ndarray | None = None)
 
 def numpy_dot(a_codes: np.ndarray, b_codes: np.ndarray, table_a: np.ndarray,
               table_b: np.ndarray):
-    """Blocks of ``table_a[A] @ table_b[B]`` by NumPy's float64 GEMM (see the note above).
+    """``table_a[A] @ table_b[B]`` by NumPy's float64 GEMM (see the note above), as one block.
 
-    Operands up to ``_BLOCK_ELEMENTS`` each go in one GEMM. A larger one is decoded in blocks
-    of rows of A (or columns of B) into one reused buffer, the other once, to bound memory:
-    its float64 copy would be 8 times its codes. Blocks cost speed (each GEMM packs the whole
-    other operand again; measured on this 2-core CPU at 8192 x 8192 x 28672: 70.5 s with
-    64 MB blocks, 66.8 s with 512 MB blocks, 58.9 s in one GEMM), hence blocks of 2 GiB.
+    Operands of up to ``_ONE_GEMM_ELEMENTS`` decoded values together go in one GEMM. A larger
+    product is computed in blocks of ``_BLOCK`` decoded into reused buffers, whichever way
+    writes less fresh memory (:func:`dot_plan`): columns of B, with A decoded once, each
+    block's GEMM writing straight into its columns of the output; or terms of K, each block's
+    GEMM added to the output. Exactness makes the sums' order irrelevant. Why blocks: the
+    decoded operands are 8 times their codes, and fresh memory costs more than the GEMM's
+    extra passes. Measured on the 2-core VM at 8192 x 8192 x 28672 (bare float64 GEMM 35.6 to
+    36.9 s): 46.9 s in one GEMM (NumPy's ``take`` writing 3.5 GiB of fresh pages took 11.3
+    of them), 46.0 s in column blocks, 41.4 s in K blocks.
     """
     m, k = a_codes.shape
     n = b_codes.shape[1]
-    if (m * k <= _BLOCK_ELEMENTS and k * n <= _BLOCK_ELEMENTS) or min(m, n, k) == 0:
+    plan = dot_plan(m, n, k)[0]
+    if plan == "one":
         yield (slice(0, m), slice(0, n)), _lookup(table_a, a_codes) @ _lookup(table_b, b_codes)
         return
-    step = max(1, _BLOCK_ELEMENTS // k)
-    if m >= n:  # rows of A in blocks; B decoded once
-        bv = _lookup(table_b, b_codes)
-        step = min(step, m)
-        a_buf, o_buf = np.empty((step, k)), np.empty((step, n))
-        for r0 in range(0, m, step):
-            h = min(m, r0 + step) - r0
-            np.matmul(_lookup(table_a, a_codes[r0:r0 + h], a_buf[:h]), bv, out=o_buf[:h])
-            yield (slice(r0, r0 + h), slice(0, n)), o_buf[:h]
-        return
-    av = _lookup(table_a, a_codes)  # columns of B in blocks; A decoded once
-    step = min(step, n)
-    b_buf, o_buf = np.empty((k, step)), np.empty((m, step))
-    for c0 in range(0, n, step):
-        w = min(n, c0 + step) - c0
-        if w < step:  # the last, narrower block: buffers of its own (they must be contiguous)
-            b_buf, o_buf = np.empty((k, w)), np.empty((m, w))
-        np.matmul(av, _lookup(table_b, b_codes[:, c0:c0 + w], b_buf), out=o_buf)
-        yield (slice(0, m), slice(c0, c0 + w)), o_buf
+    y = np.empty((m, n))
+    if plan == "columns":
+        av = _lookup(table_a, a_codes)
+        b_buf = np.empty((k, min(n, _BLOCK)))
+        for c0 in range(0, n, _BLOCK):
+            w = min(n, c0 + _BLOCK) - c0
+            bv = _lookup(table_b, b_codes[:, c0:c0 + w], b_buf if w == b_buf.shape[1] else None)
+            np.matmul(av, bv, out=y[:, c0:c0 + w])
+    else:  # terms of K: y = sum over blocks of A[:, ks] @ B[ks, :]
+        a_buf, b_buf, part = np.empty((m, _BLOCK)), np.empty((_BLOCK, n)), None
+        for k0 in range(0, k, _BLOCK):
+            d = min(k, k0 + _BLOCK) - k0
+            av = _lookup(table_a, a_codes[:, k0:k0 + d], a_buf if d == _BLOCK else None)
+            bv = _lookup(table_b, b_codes[k0:k0 + d], b_buf[:d])
+            if k0 == 0:
+                np.matmul(av, bv, out=y)
+                continue
+            part = np.empty((m, n)) if part is None else part
+            y += np.matmul(av, bv, out=part)
+    yield (slice(0, m), slice(0, n)), y
+
+
+def dot_plan(m: int, n: int, k: int) -> tuple[str, int]:
+    """How :func:`numpy_dot` computes an [M, K] x [K, N] GEMM, and the float64 elements it
+    decodes into besides the output: ``one`` GEMM for small operands (M K + K N); else
+    ``columns`` (A decoded whole, B in blocks of columns: M K + K _BLOCK) or ``terms`` (A and B
+    in blocks of K, and an [M, N] partial product: (M + N) _BLOCK + M N), whichever is less."""
+    if (m * k + k * n <= _ONE_GEMM_ELEMENTS) or min(m, n, k) == 0:
+        return "one", m * k + k * n
+    columns = m * k + k * min(n, _BLOCK)
+    terms = (m + n) * _BLOCK + m * n if k > _BLOCK else columns + 1
+    return ("terms", terms) if terms < columns else ("columns", columns)
 
 
 def _abs_table(fmt: str) -> np.ndarray:

@@ -57,24 +57,36 @@ def test_the_sample_reaches_the_device_and_the_fallback():
     assert matmul.single_band("e4m3fn", "e4m3fn", 1 << 17)
 
 
-@pytest.mark.parametrize("m,n", [(70, 30), (30, 70), (1, 1), (0, 5)])
-def test_numpy_dot_blocks_equal_one_gemm(monkeypatch, m, n):
-    """Rows of A (M >= N) or columns of B (M < N) in blocks, with a ragged last block, give
-    the same bits as one GEMM of the decoded operands."""
-    k = 50
+@pytest.mark.parametrize("m,n,k", [(70, 30, 50), (30, 70, 50), (20, 20, 70), (1, 1, 9)])
+@pytest.mark.parametrize("plan", ["one", "columns", "terms"])
+def test_numpy_dot_blocks_equal_one_gemm(monkeypatch, m, n, k, plan):
+    """Each way of computing the GEMM, in blocks of 8 columns or terms with a ragged last one,
+    gives the bits of one GEMM of the decoded operands, as one whole-output block."""
     rng = np.random.default_rng(m * 100 + n)
     a = rng.integers(0, 0x7F, (m, k), dtype=np.uint8)
     b = rng.integers(0, 0x7F, (k, n), dtype=np.uint8)
     t = decode_table("e4m3fn")
     want = t[a] @ t[b]
-    monkeypatch.setattr(matmul, "_BLOCK_ELEMENTS", 8 * k)  # 8 rows/columns per block
-    got = np.full((m, n), np.nan)
-    blocks = 0
-    for (rows, cols), blk in matmul.numpy_dot(a, b, t, t):
-        got[rows, cols] = blk
-        blocks += 1
+    monkeypatch.setattr(matmul, "_BLOCK", 8)
+    monkeypatch.setattr(matmul, "dot_plan", lambda m, n, k: (plan, 0))
+    [((rows, cols), got)] = list(matmul.numpy_dot(a, b, t, t))
+    assert (rows, cols) == (slice(0, m), slice(0, n))
     assert _same_bits(got, want)
-    assert blocks == (1 if min(m, n) <= 1 else -(-max(m, n) // 8))
+
+
+def test_numpy_dot_plan_decodes_into_the_least_memory():
+    """One GEMM for small operands and empty ones; for the llm grid's largest shapes, blocks
+    of K where A and B are both large (8192 x 8192 x 28672: 1 GiB of buffers and partial
+    product against 1.75 GiB for A), columns of B where B is (8192 x 57344 x 8192)."""
+    assert matmul.dot_plan(64, 64, 64)[0] == "one"
+    assert matmul.dot_plan(0, 1 << 20, 1 << 20)[0] == "one"
+    assert matmul.dot_plan(8192, 8192, 28672) == ("terms", 16384 * 4096 + 8192**2)
+    assert matmul.dot_plan(8192, 57344, 8192) == ("columns", 8192**2 + 8192 * 4096)
+    assert matmul.dot_plan(8192, 57344, 2048)[0] == "columns"  # one block of K: nothing to add
+    t = decode_table("e4m3fn")
+    [(_, empty)] = list(matmul.numpy_dot(np.zeros((33, 0), np.uint8), np.zeros((0, 5), np.uint8),
+                                         t, t))
+    assert empty.shape == (33, 5) and not empty.any()
 
 
 def test_make_dot_and_bad_devices():
