@@ -169,9 +169,10 @@ def numpy_dot(a_codes: np.ndarray, b_codes: np.ndarray, table_a: np.ndarray,
     block's GEMM writing straight into its columns of the output; or terms of K, each block's
     GEMM added to the output. Exactness makes the sums' order irrelevant. Why blocks: the
     decoded operands are 8 times their codes, and fresh memory costs more than the GEMM's
-    extra passes. Measured on the 2-core VM at 8192 x 8192 x 28672 (bare float64 GEMM 35.6 to
-    36.9 s): 46.9 s in one GEMM (NumPy's ``take`` writing 3.5 GiB of fresh pages took 11.3
-    of them), 46.0 s in column blocks, 41.4 s in K blocks.
+    extra passes. Measured on the 2-core VM at 8192 x 8192 x 28672, bare float64 GEMM 35.6 to
+    36.9 s: the decoded GEMM took 46.9 s in one GEMM, 46.0 s in column blocks and 41.4 s in
+    K blocks; profiled in one GEMM, NumPy's ``take`` writing the 3.5 GiB of fresh pages took
+    11.3 s of a 48.1 s reference.
     """
     m, k = a_codes.shape
     n = b_codes.shape[1]
