@@ -16,7 +16,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-__all__ = ["threads", "map_ordered", "MAX_THREADS", "MIN_CHUNKS"]
+__all__ = ["threads", "workers", "map_ordered", "MAX_THREADS", "MIN_CHUNKS"]
 
 MAX_THREADS = 8
 """Most threads a map uses. Between NumPy calls a thread holds the GIL; past a few threads
@@ -47,15 +47,20 @@ def threads() -> int:
         return os.cpu_count() or 1
 
 
+def workers() -> int:
+    """Threads :func:`map_ordered` runs pieces on from here: :func:`threads`, at most
+    MAX_THREADS; 1 inside a piece already running on the pool (no nested waits)."""
+    if getattr(_inside, "flag", False):
+        return 1
+    return max(1, min(threads(), MAX_THREADS))
+
+
 def map_ordered(fn, items, min_items: int = 2) -> list:
-    """``[fn(i) for i in items]``, on :func:`threads` threads (at most MAX_THREADS) where
-    there are at least ``min_items`` items; serially otherwise, and inside a piece already
-    running on the pool (no nested waits)."""
+    """``[fn(i) for i in items]``, on :func:`workers` threads where there are at least
+    ``min_items`` items; serially otherwise."""
     items = list(items)
-    if len(items) < max(2, min_items) or getattr(_inside, "flag", False):
-        return [fn(i) for i in items]
-    n = min(threads(), MAX_THREADS)
-    if n <= 1:
+    n = workers()
+    if len(items) < max(2, min_items) or n <= 1:
         return [fn(i) for i in items]
     return list(_executor(n).map(lambda i: _run_inside(fn, i), items))
 

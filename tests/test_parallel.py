@@ -87,3 +87,35 @@ def test_a_threaded_encode_has_the_codes_of_a_serial_one(monkeypatch):
     assert maps == [MIN_CHUNKS + 1] * 2
     assert np.array_equal(out["1"], out["4"])
     assert np.array_equal(out["4"], codecs._encode(x, codecs.get_format("e4m3fn"), "saturate"))
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_a_threaded_rounding_has_the_bits_of_a_serial_one(monkeypatch, bias):
+    """The exact reference's rounding (``golden.matmul._round_single``) of more than
+    ``_ROUND_BLOCK`` outputs, in a block of chunks per thread: the bits of one thread, and of
+    the general path (the correct rounding), with per-row and per-column scales, a bias,
+    zeros, overflow, ties and subnormals in the data."""
+    import numpy as np
+
+    from golden import matmul
+    from golden.formats import get_format
+    from golden.rng import Bits
+
+    m, n = 203, 96
+    monkeypatch.setattr(matmul, "_CHUNK", 512)  # 5 rows a chunk
+    monkeypatch.setattr(matmul, "_ROUND_BLOCK", 4 * 512)
+    bits = Bits("round", 1)
+    s = np.round(bits.normal("s", (m, n)) * 2.0**30)
+    s[::7, ::5] = 0.0
+    s[3, :4] = [2.0**140, -(2.0**140), 1.5 * 2.0**30 + 0.5, 2.0**31 + 2.0**23]  # overflow, ties
+    s[[77, 150], :8] = np.arange(1, 17, 2) * 2.0**-100  # bf16 subnormals past the first block
+    sa = (1 + bits.uniform("sa", (m, 1))).astype(np.float32).astype(np.float64) / 2**20
+    sb = (1 + bits.uniform("sb", (1, n))).astype(np.float32).astype(np.float64) / 2**10
+    c = (bits.normal("c", (1, n)) * 2.0**-8) if bias else np.zeros((1, 1))
+    out = get_format("bf16")
+    want = matmul._round_general([s], sa, sb, c, out, (m, n))
+    got, maps = _on_1_and_4_threads(
+        monkeypatch, matmul, lambda: matmul._round_single(s.copy(), sa, sb, c, out, (m, n)))
+    assert maps == [1, 4]  # blocks: one, then one per thread
+    assert np.array_equal(got["1"].view(np.uint64), got["4"].view(np.uint64))
+    assert np.array_equal(got["4"].view(np.uint64), want.view(np.uint64))
