@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from golden.parallel import MIN_CHUNKS, map_ordered, threads
+from golden.parallel import MAX_THREADS, MIN_CHUNKS, map_ordered, threads, workers
 
 
 @pytest.mark.parametrize("value, want", [("3", 3), (" 2 ", 2), ("1", 1)])
@@ -41,6 +41,15 @@ def test_map_ordered_keeps_order_runs_on_threads_and_never_nests(monkeypatch):
         main] * 5  # fewer items than min_items: serial
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert map_ordered(lambda i: threading.current_thread().name, range(5)) == [main] * 5
+
+
+def test_workers_is_the_thread_count_map_ordered_uses(monkeypatch):
+    """``workers()``: the thread count, at most MAX_THREADS, and 1 inside a piece."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert workers() == 3
+    monkeypatch.setenv("OMP_NUM_THREADS", str(MAX_THREADS + 5))
+    assert workers() == MAX_THREADS
+    assert set(map_ordered(lambda i: workers(), range(8))) == {1}
 
 
 def _on_1_and_4_threads(monkeypatch, module, call) -> tuple[dict, list]:
