@@ -30,7 +30,7 @@ REFERENCE_DEVICES = ("numpy", "cpu", "cuda", "xpu")
 
 class TorchDot:
     """A ``golden.matmul`` dot on ``device``: codes and value tables go to the device, are
-    decoded there, multiplied in float64, and the product comes back as one block.
+    decoded there, multiplied in float64, and the product comes back as a NumPy array.
     ``calls`` and ``seconds`` count its use (transfers included). ``draws`` and ``codec`` are
     ``golden.cases.build``'s draws factory and codec for the same accelerator (None on the
     CPU)."""
@@ -59,13 +59,12 @@ class TorchDot:
         c = t.from_numpy(np.ascontiguousarray(codes)).to(self.device)
         return t.from_numpy(np.array(table, np.float64)).to(self.device)[c.long()]  # a copy: writable
 
-    def __call__(self, a_codes, b_codes, table_a, table_b):
+    def __call__(self, a_codes, b_codes, table_a, table_b) -> np.ndarray:
         t0 = time.perf_counter()
-        m, n = a_codes.shape[0], b_codes.shape[1]
         s = (self._values(a_codes, table_a) @ self._values(b_codes, table_b)).cpu().numpy()
         self.calls += 1
         self.seconds += time.perf_counter() - t0
-        yield (slice(0, m), slice(0, n)), s
+        return s
 
     def describe(self) -> str:
         return (f"float64 GEMM on torch {self.device} where exact (one band per operand: e4m3 "

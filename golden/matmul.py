@@ -136,11 +136,11 @@ def _round_up(s: np.ndarray, k: int) -> np.ndarray:
 #
 # When one band of each operand covers the whole of K (e4m3 x e4m3 up to K = 2**17), the
 # float64 GEMM of the decoded values is exact in any summation order, on any BLAS or device.
-# A *dot* computes it from the codes and per-code value tables, in blocks:
-#     dot(a_codes [M,K], b_codes [K,N], table_a, table_b) -> iterator of ((rows, cols), block)
-# ``block`` is ``table_a[A[rows]] @ table_b[B[:, cols]]`` in float64, writable, and valid until
-# the next block is asked for. :func:`numpy_dot` is the default; the suite's
-# ``--reference-device`` passes one that runs on an accelerator (conformance/device_reference.py).
+# A *dot* computes it from the codes and per-code value tables:
+#     dot(a_codes [M,K], b_codes [K,N], table_a, table_b) -> table_a[A] @ table_b[B]
+# as a new, writable float64 [M, N] array (the caller rounds it in place and keeps it).
+# :func:`numpy_dot` is the default; the suite's ``--reference-device`` passes one that runs
+# on an accelerator (conformance/device_reference.py).
 
 _ONE_GEMM_ELEMENTS = 1 << 24  # decoded elements of A and B together below which: one GEMM
 _BLOCK = 4096  # columns of B (N blocks) or terms of K (K blocks) per block of a larger GEMM
@@ -161,8 +161,8 @@ def _lookup(table: np.ndarray, codes: np.ndarray, out: np.ndarray | None = None)
 
 
 def numpy_dot(a_codes: np.ndarray, b_codes: np.ndarray, table_a: np.ndarray,
-              table_b: np.ndarray):
-    """``table_a[A] @ table_b[B]`` by NumPy's float64 GEMM (see the note above), as one block.
+              table_b: np.ndarray) -> np.ndarray:
+    """``table_a[A] @ table_b[B]`` by NumPy's float64 GEMM (see the note above).
 
     Operands of up to ``_ONE_GEMM_ELEMENTS`` decoded values together go in one GEMM. A larger
     product is computed in blocks of ``_BLOCK`` decoded into reused buffers, whichever way
@@ -179,8 +179,7 @@ def numpy_dot(a_codes: np.ndarray, b_codes: np.ndarray, table_a: np.ndarray,
     n = b_codes.shape[1]
     plan = dot_plan(m, n, k)[0]
     if plan == "one":
-        yield (slice(0, m), slice(0, n)), _lookup(table_a, a_codes) @ _lookup(table_b, b_codes)
-        return
+        return _lookup(table_a, a_codes) @ _lookup(table_b, b_codes)
     y = np.empty((m, n))
     if plan == "columns":
         av = _lookup(table_a, a_codes)
@@ -200,7 +199,7 @@ def numpy_dot(a_codes: np.ndarray, b_codes: np.ndarray, table_a: np.ndarray,
                 continue
             part = np.empty((m, n)) if part is None else part
             y += np.matmul(av, bv, out=part)
-    yield (slice(0, m), slice(0, n)), y
+    return y
 
 
 def dot_plan(m: int, n: int, k: int) -> tuple[str, int]:
@@ -226,27 +225,11 @@ def abs_dot_codes(a_codes: np.ndarray, fmt_a: str, b_codes: np.ndarray, fmt_b: s
     """:func:`abs_dot` of the codes' values, NaN and inf counted as 0. With one band per
     operand the GEMM is exact, so any ``dot`` (default :func:`numpy_dot`) gives the same bits;
     otherwise it is NumPy's float64 GEMM (``dot`` unused)."""
-    m, k = np.shape(a_codes)
-    n = np.shape(b_codes)[1]
+    k = np.shape(a_codes)[1]
     ta, tb = _abs_table(fmt_a), _abs_table(fmt_b)
     if not single_band(fmt_a, fmt_b, k):
         return abs_dot(_lookup(ta, a_codes), _lookup(tb, b_codes))
-    blocks = (dot or numpy_dot)(a_codes, b_codes, ta, tb)
-    return _round_up(_gather(blocks, (m, n), lambda rows, cols, blk: blk), k)
-
-
-def _gather(blocks, shape: tuple[int, int], fn) -> np.ndarray:
-    """The ``shape`` array of ``fn(rows, cols, block)`` over a dot's blocks. A block that
-    covers the whole output (small operands, a device dot) is returned as is, not copied."""
-    y = None
-    for (rows, cols), blk in blocks:
-        part = fn(rows, cols, blk)
-        if part.shape == shape:
-            return part
-        if y is None:
-            y = np.empty(shape)
-        y[rows, cols] = part
-    return y
+    return _round_up((dot or numpy_dot)(a_codes, b_codes, ta, tb), k)
 
 
 # --- correct rounding ---------------------------------------------------------------------
@@ -344,7 +327,7 @@ def scaled_mm_exact(
     bad_col = bad_col | ~np.isfinite(c)
     special = bad_row | bad_col
     if m and n and not special.any() and single_band(fmt_a, fmt_b, k):
-        return _round_blocks(a_codes, fmt_a, b_codes, fmt_b, sa, sb, c, out, dot or numpy_dot)
+        return _round_dot(a_codes, fmt_a, b_codes, fmt_b, sa, sb, c, out, dot or numpy_dot)
     a = decode(a_codes, fmt_a)
     b = decode(b_codes, fmt_b)
     if special.any():
@@ -374,16 +357,11 @@ def _nonfinite_codes(codes: np.ndarray, fmt: str) -> np.ndarray:
     return low >= ((1 << f.exp_bits) - 1) << f.man_bits  # ieee: all-ones exponent
 
 
-def _round_blocks(a_codes, fmt_a, b_codes, fmt_b, sa, sb, c, out: FloatFormat, dot):
-    """Correctly rounded ``sa sb (A @ B) + c`` from a dot's exact blocks, block by block."""
+def _round_dot(a_codes, fmt_a, b_codes, fmt_b, sa, sb, c, out: FloatFormat, dot):
+    """Correctly rounded ``sa sb (A @ B) + c`` from a dot's exact product (rounded in place)."""
     ta, tb = decode_table(get_format(fmt_a).name), decode_table(get_format(fmt_b).name)
-
-    def rounded(rows, cols, blk):
-        return _round_terms([blk], sa[rows] if sa.shape[0] > 1 else sa,
-                            sb[:, cols] if sb.shape[1] > 1 else sb,
-                            c[:, cols] if c.shape[1] > 1 else c, out, blk.shape)
-
-    return _gather(dot(a_codes, b_codes, ta, tb), (a_codes.shape[0], b_codes.shape[1]), rounded)
+    s = dot(a_codes, b_codes, ta, tb)
+    return _round_terms([s], sa, sb, c, out, s.shape)
 
 
 def _nonfinite_lines(codes: np.ndarray, fmt: str, axis: int) -> np.ndarray:
