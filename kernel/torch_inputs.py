@@ -9,7 +9,7 @@ from golden.cases import CaseData
 
 from .base import Unsupported
 
-__all__ = ["require_torch", "dtype", "fp8", "fp8_b", "f32", "bias", "values"]
+__all__ = ["require_torch", "torch_devices", "dtype", "fp8", "fp8_b", "f32", "bias", "values"]
 
 _DTYPE = {"e4m3fn": "float8_e4m3fn", "e5m2": "float8_e5m2", "e4m3fnuz": "float8_e4m3fnuz",
           "e5m2fnuz": "float8_e5m2fnuz", "bf16": "bfloat16", "fp16": "float16",
@@ -23,6 +23,15 @@ def require_torch():
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise Unsupported(f"torch is not importable: {exc}; pip install torch") from None
     return torch
+
+
+def torch_devices() -> list[str]:
+    """The torch devices this machine has, the adapters' preference first: xpu and cuda where
+    torch sees one, then cpu (always)."""
+    torch = require_torch()
+    found = [d for d in ("xpu", "cuda") if getattr(torch, d, None) is not None
+             and getattr(torch, d).is_available()]
+    return found + ["cpu"]
 
 
 def dtype(name: str):

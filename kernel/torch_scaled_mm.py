@@ -19,7 +19,7 @@ from . import torch_inputs as ti
 from .base import Adapter, Capability, KernelRun, Unsupported
 from .registry import register
 from .timing import timed_call
-from .torch_inputs import require_torch
+from .torch_inputs import require_torch, torch_devices
 
 _PER_TENSOR = {"[]", "[1]"}
 _SCALE_PAIRS = frozenset(
@@ -76,16 +76,9 @@ class TorchScaledMM(Adapter):
 
     def devices(self) -> list[str]:
         try:
-            torch = require_torch()
+            return torch_devices()
         except Unsupported:
             return []
-        found = []
-        if hasattr(torch, "xpu") and torch.xpu.is_available():
-            found.append("xpu")
-        if torch.cuda.is_available():
-            found.append("cuda")
-        found.append("cpu")
-        return found
 
     def capability(self, device: str) -> Capability:
         cap = CAPABILITIES.get(device, CAPABILITIES["cpu"])

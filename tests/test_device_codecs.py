@@ -11,8 +11,9 @@ from conformance.device_codecs import TorchCodec, encode_tensor
 from golden.cases import Case, build
 from golden.codecs import OVERFLOW_MODES, decode_table, encode
 from golden.formats import get_format
+from kernel.torch_inputs import torch_devices
 
-DEVICES = ["cpu"] + [d for d in ("cuda", "xpu") if getattr(torch, d).is_available()]
+DEVICES = torch_devices()
 FP8 = ["e4m3fn", "e5m2", "e4m3fnuz", "e5m2fnuz"]
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from conformance.device_draws import TorchBits, draws_on
 from golden.cases import Case, build
 from golden.rng import Bits
+from kernel.torch_inputs import torch_devices
 
-DEVICES = ["cpu"] + [d for d in ("cuda", "xpu") if getattr(torch, d).is_available()]
+DEVICES = torch_devices()
 
 
 def _device_bits(device, monkeypatch, chunk_words=1 << 25):

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from conformance.device_reference import REFERENCE_DEVICES, TorchDot, make_dot
 from conformance.matrix import grid
 from golden import matmul
 from golden.cases import GROUPED_SCHEMES, Case, build
 from golden.codecs import decode_table
+from kernel.torch_inputs import torch_devices
 
-DEVICES = ["cpu"] + [d for d in ("cuda", "xpu") if getattr(torch, d).is_available()]
+DEVICES = torch_devices()
 _W8A8 = [c for c in grid("default") if c.a not in GROUPED_SCHEMES]
 SAMPLE = _W8A8[::23] + [  # and larger shapes, K up to the llm grid's largest
     Case(M=33, N=96, K=28672, w="channel", a="token", sa="[M,1]", sb="[N]"),
