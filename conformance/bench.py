@@ -23,7 +23,11 @@ Target: under 2 ms on the 2-core CPU the suite is developed on.
 
 ``xdist``: wall time of ``pytest --grid=G`` with ``-n 0`` and with ``-n auto``, one after the
 other, their cases per second and the speed-up (target 1.7 or more on 2 cores), and each run's
-``case inputs`` line (no case may compute its inputs twice).
+``case inputs`` line (no case may compute its inputs twice). Each run's phases are printed
+too (``conformance.bench_phases``: start, tests, report and exit; the CPU the test-running
+processes and the controller used), and the speed-up's ceiling in this run: ``-n 0``'s wall
+time over ``-n auto``'s start + the workers' CPU split evenly + its report, as if its
+controller cost nothing during the tests (and again with no report in either run).
 
 ``device`` (cuda or xpu): on ``llm`` cases, the suite's time per case beyond the kernel calls
 and the reference (inputs, transfers, judge), with the NumPy reference and with
@@ -52,6 +56,7 @@ import numpy as np
 
 from golden.matmul import dot_plan, scaled_mm_exact
 
+from . import bench_phases
 from .matrix import grid, llm_shapes
 
 # Each figure's target (issue 8), as printed: (comparison, value); ``target()`` writes it.
@@ -217,17 +222,22 @@ def print_fixed_cost(r: dict) -> float:
 # --- pytest runs: xdist, golden store, tracking -----------------------------------------------
 
 
-def _pytest(args: list[str], tmp: str) -> tuple[float, str, int]:
-    """(wall seconds, stdout, exit code) of ``pytest -q -p no:randomly ARGS`` here."""
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", f"--report-dir={tmp}", *args]
+def _pytest(args: list[str], tmp: str) -> tuple[float, str, int, dict]:
+    """(wall seconds, stdout, exit code, phases) of ``pytest -q -p no:randomly ARGS`` here,
+    the phases as ``conformance.bench_phases.phases`` finds them."""
+    events = os.path.join(tmp, f"phases-{time.monotonic_ns()}.jsonl")
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p",
+           "conformance.bench_phases", f"--report-dir={tmp}", *args]
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
-    t0 = time.perf_counter()
+    env[bench_phases.ENV] = events
+    t0 = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
+    t1 = time.time()
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}: "
                          f"{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
-    return wall, proc.stdout, proc.returncode
+    return t1 - t0, proc.stdout, proc.returncode, bench_phases.phases(
+        bench_phases.read_events(events), t0, t1)
 
 
 def _count(stdout: str, what: str) -> int:
@@ -241,15 +251,16 @@ def _inputs_line(stdout: str) -> str:
 
 
 def bench_xdist(grid_name: str, backend: str | None) -> dict:
-    """``pytest --grid=G`` with ``-n 0`` and then ``-n auto``: wall, tests, cases/s."""
+    """``pytest --grid=G`` with ``-n 0`` and then ``-n auto``: wall, tests, cases/s, and
+    each run's phases (``conformance.bench_phases``)."""
     out = {}
     extra = [f"--grid={grid_name}"] + ([f"--backend={backend}"] if backend else [])
     with tempfile.TemporaryDirectory(prefix="fp8-bench-") as tmp:
         for label, n in (("-n 0", "0"), ("-n auto", "auto")):
-            wall, stdout, code = _pytest(["-n", n, *extra, "conformance"], tmp)
+            wall, stdout, code, ph = _pytest(["-n", n, *extra, "conformance"], tmp)
             ran = _count(stdout, "passed") + _count(stdout, "failed")
             tests = ran + _count(stdout, "skipped")
-            out[label] = {"wall": wall, "ran": ran, "tests": tests, "exit": code,
+            out[label] = {"wall": wall, "ran": ran, "tests": tests, "exit": code, "phases": ph,
                           "inputs": _inputs_line(stdout), "last": stdout.strip().splitlines()[-1]}
     return out
 
@@ -259,9 +270,19 @@ def print_xdist(r: dict) -> float:
         print(f"  pytest {label:>7}: {v['wall']:7.1f} s, {v['ran']} cases run "
               f"({v['tests']} tests), {v['ran'] / v['wall']:.1f} cases/s  [{v['last'].strip('= ')}]")
         print(f"  {'':15}{v['inputs']}")
+        ph = v["phases"]
+        main = f", controller {ph['main_cpu']:.1f} CPU-s" if ph["main_cpu"] else ""
+        print(f"  {'':15}start {ph['start']:.2f} s, tests {ph['tests']:.2f} s "
+              f"({ph['workers']} process(es) {ph['work']:.1f} CPU-s{main}), "
+              f"report and exit {ph['end']:.2f} s")
     speedup = r["-n 0"]["wall"] / r["-n auto"]["wall"]
     print(f"xdist speed-up (-n 0 / -n auto, {os.cpu_count()} cores): {speedup:.2f} "
           f"({target('speedup')})")
+    ser, par = r["-n 0"]["phases"], r["-n auto"]["phases"]
+    print(f"  this run's ceiling, with a controller that costs nothing during the tests: "
+          f"{bench_phases.ceiling(ser, par):.2f}; and with no report or exit in either run: "
+          f"{bench_phases.ceiling(ser, par, report=False):.2f} (-n 0 over start + workers' "
+          f"CPU / {par['workers']} + report and exit)")
     return speedup
 
 
@@ -272,7 +293,7 @@ def _timed_runs(grid_name: str, backend: str | None, variants) -> dict:
     base = ["-n", "auto", f"--grid={grid_name}"] + ([f"--backend={backend}"] if backend else [])
     with tempfile.TemporaryDirectory(prefix="fp8-bench-") as tmp:
         for label, extra in variants:
-            times[label], stdout, code = _pytest(base + extra, tmp)
+            times[label], stdout, code, _ = _pytest(base + extra, tmp)
             last = stdout.strip().splitlines()[-1] if stdout.strip() else ""
             print(f"  {label:>16}: {times[label]:7.1f} s   [{last.strip('= ')}] (exit {code})")
     return times
