@@ -236,8 +236,11 @@ def _pytest(args: list[str], tmp: str) -> tuple[float, str, int, dict]:
     if proc.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(cmd)} exited {proc.returncode}: "
                          f"{proc.stdout[-1500:]}{proc.stderr[-1500:]}")
-    return t1 - t0, proc.stdout, proc.returncode, bench_phases.phases(
-        bench_phases.read_events(events), t0, t1)
+    try:
+        ph = bench_phases.phases(bench_phases.read_events(events), t0, t1)
+    except ValueError as exc:  # a worker that crashed and was replaced: no split, say why
+        ph = {"error": str(exc)}
+    return t1 - t0, proc.stdout, proc.returncode, ph
 
 
 def _count(stdout: str, what: str) -> int:
@@ -271,6 +274,9 @@ def print_xdist(r: dict) -> float:
               f"({v['tests']} tests), {v['ran'] / v['wall']:.1f} cases/s  [{v['last'].strip('= ')}]")
         print(f"  {'':15}{v['inputs']}")
         ph = v["phases"]
+        if "error" in ph:
+            print(f"  {'':15}phases: {ph['error']}")
+            continue
         main = f", controller {ph['main_cpu']:.1f} CPU-s" if ph["main_cpu"] else ""
         print(f"  {'':15}start {ph['start']:.2f} s, tests {ph['tests']:.2f} s "
               f"({ph['workers']} process(es) {ph['work']:.1f} CPU-s{main}), "
@@ -279,6 +285,8 @@ def print_xdist(r: dict) -> float:
     print(f"xdist speed-up (-n 0 / -n auto, {os.cpu_count()} cores): {speedup:.2f} "
           f"({target('speedup')})")
     ser, par = r["-n 0"]["phases"], r["-n auto"]["phases"]
+    if "error" in ser or "error" in par:
+        return speedup
     print(f"  this run's ceiling, with a controller that costs nothing during the tests: "
           f"{bench_phases.ceiling(ser, par):.2f}; and with no report or exit in either run: "
           f"{bench_phases.ceiling(ser, par, report=False):.2f} (-n 0 over start + workers' "

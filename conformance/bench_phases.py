@@ -48,6 +48,12 @@ def _record(event: str) -> None:
 _started = False
 
 
+def pytest_configure(config) -> None:
+    """A new session in this process (pytest run in-process more than once) starts afresh."""
+    global _started
+    _started = False
+
+
 def pytest_runtest_logstart(nodeid, location) -> None:
     """The first test of this process (or, on an xdist controller, its first report)."""
     global _started
@@ -90,7 +96,7 @@ def phases(events: list[dict], t0: float, t1: float) -> dict:
     for e in events:
         by.setdefault(e["who"], {})[e["event"]] = e
     runners = {w: ev for w, ev in by.items() if w != "main"} or {w: ev for w, ev in by.items()}
-    missing = sorted(f"{w}:{name}" for w, ev in runners.items() for name in ("tests_start", "tests_end")
+    missing = sorted(f"{w}:{name}" for w, ev in runners.items() for name in EVENTS[:2]
                      if name not in ev)
     if not runners or missing:
         raise ValueError(f"phase events missing ({', '.join(missing) or 'no process recorded'}); "

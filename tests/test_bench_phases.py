@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conformance.bench_phases import ENV, ceiling, phases, read_events
+from conformance.bench_phases import ENV, EVENTS, ceiling, phases, read_events
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -78,8 +78,31 @@ def test_every_process_of_an_xdist_run_records_its_phases(tmp_path):
     seen = {}
     for e in ev:
         seen.setdefault(e["who"], []).append(e["event"])
-    assert seen == {w: ["tests_start", "tests_end", "done"] for w in ("main", "gw0", "gw1")}, seen
+    assert seen == {w: list(EVENTS) for w in ("main", "gw0", "gw1")}, seen
     ph = phases(ev, t0, t1)
     assert ph["workers"] == 2 and ph["work"] > 0 and ph["main_cpu"] >= 0
     assert ph["start"] > 0 and ph["tests"] > 0 and ph["end"] > 0
     assert ph["start"] + ph["tests"] + ph["end"] == pytest.approx(t1 - t0)
+
+
+def test_bench_prints_the_split_and_ceiling_or_why_there_is_none(capsys):
+    """``bench.print_xdist``: each run's phases and the ceiling; a run whose events are
+    incomplete (a worker crashed and was replaced) prints why, and no ceiling."""
+    from conformance.bench import print_xdist
+
+    ser = {"start": 1.5, "tests": 10.0, "end": 1.5, "workers": 1, "work": 13.0, "main_cpu": 0}
+    par = {"start": 2.0, "tests": 9.0, "end": 2.0, "workers": 2, "work": 15.0, "main_cpu": 3.0}
+
+    def run(wall, ph):
+        return {"wall": wall, "ran": 10, "tests": 12, "exit": 0, "phases": ph,
+                "inputs": "case inputs: ...", "last": "10 passed, 2 skipped"}
+
+    assert print_xdist({"-n 0": run(13.0, ser), "-n auto": run(13.0, par)}) == 1.0
+    out = capsys.readouterr().out
+    assert "start 2.00 s, tests 9.00 s (2 process(es) 15.0 CPU-s, controller 3.0 CPU-s)" in out
+    assert f"costs nothing during the tests: {13.0 / 11.5:.2f}" in out
+    assert f"no report or exit in either run: {11.5 / 9.5:.2f}" in out
+    broken = {"error": "phase events missing (gw1:tests_end); ..."}
+    assert print_xdist({"-n 0": run(13.0, ser), "-n auto": run(6.5, broken)}) == 2.0
+    out = capsys.readouterr().out
+    assert "phases: phase events missing (gw1:tests_end)" in out and "ceiling" not in out
