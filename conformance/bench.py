@@ -341,14 +341,15 @@ def _device_figures(device: str, reps: int) -> dict:
 
 
 def _accelerator() -> str | None:
+    """cuda, else xpu, where torch sees one (``kernel.torch_inputs.torch_devices``)."""
+    from kernel.base import Unsupported
+    from kernel.torch_inputs import torch_devices
+
     try:
-        import torch
-    except ImportError:
+        found = torch_devices()
+    except Unsupported:  # no torch
         return None
-    for d in ("cuda", "xpu"):
-        if getattr(torch, d, None) is not None and getattr(torch, d).is_available():
-            return d
-    return None
+    return next((d for d in ("cuda", "xpu") if d in found), None)
 
 
 def bench_all(args) -> int:

@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from kernel.torch_inputs import torch_devices
+
 from .device_codecs import TorchCodec
 from .device_draws import TorchBits, draws_on
 
@@ -41,8 +43,7 @@ class TorchDot:
         if device not in ("cpu", "cuda", "xpu"):
             raise ValueError(f"reference device {device!r} is not a torch device; valid: "
                              f"{', '.join(REFERENCE_DEVICES)}")
-        mod = getattr(torch, device, None)
-        if device != "cpu" and not (mod is not None and mod.is_available()):
+        if device not in torch_devices():
             raise ValueError(f"reference device {device!r}: torch {torch.__version__} sees no "
                              f"{device} device here; use --reference-device=numpy (the default)")
         self.torch, self.device = torch, device
