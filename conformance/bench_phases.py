@@ -95,7 +95,7 @@ def phases(events: list[dict], t0: float, t1: float) -> dict:
     by = {}
     for e in events:
         by.setdefault(e["who"], {})[e["event"]] = e
-    runners = {w: ev for w, ev in by.items() if w != "main"} or {w: ev for w, ev in by.items()}
+    runners = {w: ev for w, ev in by.items() if w != "main"} or by  # workers, else main
     missing = sorted(f"{w}:{name}" for w, ev in runners.items() for name in EVENTS[:2]
                      if name not in ev)
     if not runners or missing:

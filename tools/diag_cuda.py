@@ -16,16 +16,18 @@ for backend in ("torch", "torch-fast"):
         d = build(c, 0)
         y = ad.run(d, "cuda").values
         bias = None if d.bias is None else d.bias.reshape(1, -1)
-        bnd = element_bound(d.expected, d.absdot, d.mag(), bias, c.K, c.out, prof)
+        mag = d.mag()
+        size = mag * d.absdot  # |sa sb| sum|A||B|, [M, N]
+        bnd = element_bound(d.expected, d.absdot, mag, bias, c.K, c.out, prof)
         err = np.abs(extended(y, c.out) - extended(d.expected, c.out))
         use = np.where(err == 0, 0, err / bnd)
         i = np.unravel_index(np.nanargmax(use), use.shape)
-        acc = float((d.mag() * d.absdot)[i] * prof.eps_acc(c.K))
+        acc = float(size[i] * prof.eps_acc(c.K))
         print(backend, c.id)
         print(f"  worst {i}: got {y[i]!r} exp {d.expected[i]!r} err {err[i]:.4g} bound {bnd[i]:.4g}"
               f" use {use[i]:.3f}; ulp(exp) {float(ulp(d.expected[i], c.out)):.4g}"
               f" acc-term {acc:.4g} bias {0 if bias is None else float(bias[0, i[1]]):.4g}"
-              f" |sa sb|sum|ab| {float((d.mag() * d.absdot)[i]):.4g}")
+              f" |sa sb|sum|ab| {float(size[i]):.4g}")
     import torch
     rng = np.random.default_rng(0)
     for k in (256, 1024, 4096, 16384):
